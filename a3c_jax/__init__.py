@@ -1,0 +1,13 @@
+"""a3c_jax: asynchronous methods for deep RL (Mnih et al., 2016) in JAX.
+
+Pure core (envs, networks, returns, losses, rollout, optim) shared by a synchronous vmapped A2C
+baseline and asynchronous actor-learners on a lock-free shared parameter store.
+"""
+
+from a3c_jax.config import Config
+from a3c_jax.envs import Env, make_env
+from a3c_jax.a2c import make_train
+from a3c_jax.runner import run, RunResult
+
+__all__ = ["Config", "Env", "make_env", "make_train", "run", "RunResult"]
+__version__ = "0.1.0"

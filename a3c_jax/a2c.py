@@ -1,0 +1,120 @@
+"""Synchronous advantage actor-critic (A2C): the zero-staleness baseline.
+
+``make_train(config) -> Trainer``; ``trainer.train(key)`` is one pure function (``lax.scan``
+over updates, ``vmap`` over the N environments inside the env adapter) that can be jitted and
+``vmap``-ped over seeds (``trainer.train_seeds``) or over scalar hyperparameters. For progress
+bars and wall-clock curves, ``trainer.run_chunk`` scans a fixed number of updates per call.
+
+The loss, the unroll and the optimiser are the same functions the asynchronous workers call.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+from flax import struct
+
+from a3c_jax import losses as losses_lib
+from a3c_jax import networks, optim, rollout
+from a3c_jax.config import Config
+from a3c_jax.envs import Env, EnvState
+
+
+@struct.dataclass
+class TrainState:
+    params: Any
+    opt_state: Any
+    env_state: EnvState
+    key: jax.Array
+    update: jax.Array  # int32 number of updates done
+
+
+class UpdateMetrics(NamedTuple):
+    """Per-update curve entries (each a scalar per update)."""
+
+    env_steps: jax.Array        # env steps after this update
+    episode_return: jax.Array   # mean return of episodes completed in this update, NaN if none
+    episodes: jax.Array         # number of episodes completed in this update
+    policy_loss: jax.Array
+    value_loss: jax.Array
+    entropy: jax.Array
+    total_loss: jax.Array
+
+
+def segment_metrics(traj: rollout.Trajectory, loss_metrics: dict, env_steps) -> UpdateMetrics:
+    ret_sum, n_done = rollout.episode_stats(traj)
+    mean_ret = jnp.where(n_done > 0, ret_sum / jnp.maximum(n_done, 1), jnp.nan)
+    return UpdateMetrics(env_steps=env_steps, episode_return=mean_ret, episodes=n_done,
+                         policy_loss=loss_metrics["policy_loss"],
+                         value_loss=loss_metrics["value_loss"],
+                         entropy=loss_metrics["entropy"], total_loss=loss_metrics["total"])
+
+
+class Trainer:
+    """Holds the pure pieces of A2C for one config; methods are pure and jittable."""
+
+    def __init__(self, config: Config, loss_fn: losses_lib.SegmentLoss | None = None):
+        config.validate()
+        if config.algo not in ("a2c",):
+            raise ValueError(f"algo: the synchronous actor-critic driver runs a2c, got "
+                             f"{config.algo!r}")
+        self.config = config
+        self.env = Env(config.env, config.num_envs)
+        self.network = networks.make_actor_critic(config, self.env)
+        self.apply_fn = self.network.apply
+        self.loss_fn = loss_fn or losses_lib.actor_critic_segment_loss
+        self.loss_cfg = losses_lib.loss_config(config)
+        self.num_updates = config.num_updates
+        self.optimizer = optim.make_optimizer(config, self.num_updates)
+        self.policy = rollout.categorical_policy(self.apply_fn)
+
+    def init_params(self, key):
+        dummy = jnp.zeros((1,) + self.env.obs_shape, jnp.float32)
+        return self.network.init(key, dummy)
+
+    def init(self, key) -> TrainState:
+        k_params, k_env, k_run = jax.random.split(key, 3)
+        params = self.init_params(k_params)
+        return TrainState(params=params, opt_state=self.optimizer.init(params),
+                          env_state=self.env.reset(k_env), key=k_run,
+                          update=jnp.zeros((), jnp.int32))
+
+    def grad(self, params, env_state, key):
+        """Unroll t_max steps and differentiate the loss: the unit of work of every driver."""
+        env_state, traj = rollout.unroll(self.env, self.policy, params, env_state, key,
+                                         self.config.t_max)
+        (loss, metrics), grads = jax.value_and_grad(self.loss_fn, has_aux=True)(
+            params, self.apply_fn, traj, self.loss_cfg)
+        return grads, env_state, traj, metrics
+
+    def update(self, state: TrainState) -> tuple[TrainState, UpdateMetrics]:
+        key, k_unroll = jax.random.split(state.key)
+        grads, env_state, traj, metrics = self.grad(state.params, state.env_state, k_unroll)
+        updates, opt_state = self.optimizer.update(grads, state.opt_state, state.params)
+        params = optax.apply_updates(state.params, updates)
+        n = state.update + 1
+        new_state = TrainState(params=params, opt_state=opt_state, env_state=env_state,
+                               key=key, update=n)
+        env_steps = n * self.config.steps_per_update
+        return new_state, segment_metrics(traj, metrics, env_steps)
+
+    def run_chunk(self, state: TrainState, num_updates: int) -> tuple[TrainState, UpdateMetrics]:
+        """``num_updates`` updates in one scan (``num_updates`` must be static under jit)."""
+        return jax.lax.scan(lambda s, _: self.update(s), state, None, length=num_updates)
+
+    def train(self, key) -> tuple[TrainState, UpdateMetrics]:
+        """The whole budget in one scan; jit it, or vmap it over seeds."""
+        return self.run_chunk(self.init(key), self.num_updates)
+
+    def train_seeds(self, seeds) -> tuple[TrainState, UpdateMetrics]:
+        """All seeds in one jitted, vmapped call; metrics are [num_seeds, num_updates]."""
+        keys = jax.vmap(jax.random.key)(jnp.asarray(seeds))
+        return jax.jit(jax.vmap(self.train))(keys)
+
+
+def make_train(config: Config, loss_fn: losses_lib.SegmentLoss | None = None) -> Trainer:
+    """Build the A2C trainer; ``make_train(c).train`` is the ``train(key)`` function."""
+    return Trainer(config, loss_fn)

@@ -1,0 +1,125 @@
+"""A thin adapter over gymnax: batched reset/step with episode bookkeeping.
+
+gymnax >= 1.0 semantics are kept apart on purpose:
+
+* ``terminated`` — the MDP ended; the bootstrap value after this step is zero;
+* ``truncated`` — a time limit cut the episode; the return bootstraps from the value of
+  ``final_obs`` (gymnax's ``info["final_observation"]``), the observation *before* the
+  automatic reset.
+
+``obs`` returned by :meth:`Env.step` is already the reset observation when the step ended an
+episode. Everything here is pure and jittable; the batch axis is the leading one.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import chex
+import gymnax
+import jax
+import jax.numpy as jnp
+from flax import struct
+from gymnax.environments import spaces
+
+
+def valid_env_names() -> list[str]:
+    return sorted(gymnax.registered_envs)
+
+
+def check_env_name(name: str) -> None:
+    """Raise a ValueError listing the valid ids when ``name`` is not a gymnax environment."""
+    if name not in gymnax.registered_envs:
+        raise ValueError(
+            f"env: unknown environment {name!r}. Valid gymnax ids: {', '.join(valid_env_names())}")
+
+
+@struct.dataclass
+class EnvState:
+    """Batched environment state plus running episode statistics."""
+
+    inner: Any
+    """gymnax state, batched."""
+    obs: jax.Array
+    """[B, *obs_shape] current observation."""
+    episode_return: jax.Array
+    """[B] return of the episode in progress."""
+    episode_length: jax.Array
+    """[B] length of the episode in progress."""
+
+
+class StepOut(NamedTuple):
+    """What one batched step reports; every field has leading dim B."""
+
+    obs: jax.Array            # next observation (reset obs where the episode ended)
+    reward: jax.Array         # float32
+    terminated: jax.Array     # bool
+    truncated: jax.Array      # bool (never True where terminated is True)
+    final_obs: jax.Array      # observation before the auto-reset; equals obs when not done
+    completed_return: jax.Array  # return of the episode that ended here, 0 elsewhere
+    completed_length: jax.Array  # its length, 0 elsewhere
+
+
+class Env:
+    """A batch of ``num_envs`` copies of a gymnax environment."""
+
+    def __init__(self, name: str, num_envs: int, env_kwargs: dict | None = None):
+        check_env_name(name)
+        if num_envs <= 0:
+            raise ValueError(f"num_envs must be positive, got {num_envs}")
+        self.name = name
+        self.num_envs = num_envs
+        self._env, self.params = gymnax.make(name, **(env_kwargs or {}))
+        space = self._env.action_space(self.params)
+        self.discrete = isinstance(space, spaces.Discrete)
+        if self.discrete:
+            self.num_actions = int(space.n)
+            self.action_shape: tuple[int, ...] = ()
+            self.action_low = self.action_high = None
+        else:
+            self.num_actions = 0
+            self.action_shape = tuple(space.shape)
+            self.action_low = jnp.broadcast_to(jnp.asarray(space.low, jnp.float32), space.shape)
+            self.action_high = jnp.broadcast_to(jnp.asarray(space.high, jnp.float32), space.shape)
+        obs, _ = self._env.reset(jax.random.key(0), self.params)
+        self.obs_shape = tuple(obs.shape)
+
+    @property
+    def action_dim(self) -> int:
+        """Number of discrete actions, or the size of a continuous action vector."""
+        return self.num_actions if self.discrete else int(jnp.prod(jnp.array(self.action_shape)))
+
+    def reset(self, key: chex.PRNGKey) -> EnvState:
+        keys = jax.random.split(key, self.num_envs)
+        obs, inner = jax.vmap(self._env.reset, in_axes=(0, None))(keys, self.params)
+        zeros = jnp.zeros((self.num_envs,), jnp.float32)
+        return EnvState(inner=inner, obs=obs.astype(jnp.float32), episode_return=zeros,
+                        episode_length=jnp.zeros((self.num_envs,), jnp.int32))
+
+    def step(self, key: chex.PRNGKey, state: EnvState, action: jax.Array
+             ) -> tuple[EnvState, StepOut]:
+        if not self.discrete:
+            action = jnp.clip(action, self.action_low, self.action_high)
+        keys = jax.random.split(key, self.num_envs)
+        obs, inner, reward, terminated, truncated, info = jax.vmap(
+            self._env.step, in_axes=(0, 0, 0, None))(keys, state.inner, action, self.params)
+        reward = reward.astype(jnp.float32)
+        terminated = terminated.astype(bool)
+        truncated = jnp.logical_and(truncated.astype(bool), jnp.logical_not(terminated))
+        done = jnp.logical_or(terminated, truncated)
+        ep_return = state.episode_return + reward
+        ep_length = state.episode_length + 1
+        out = StepOut(
+            obs=obs.astype(jnp.float32), reward=reward, terminated=terminated,
+            truncated=truncated, final_obs=info["final_observation"].astype(jnp.float32),
+            completed_return=jnp.where(done, ep_return, 0.0),
+            completed_length=jnp.where(done, ep_length, 0))
+        new_state = EnvState(
+            inner=inner, obs=out.obs,
+            episode_return=jnp.where(done, 0.0, ep_return),
+            episode_length=jnp.where(done, 0, ep_length))
+        return new_state, out
+
+
+def make_env(name: str, num_envs: int) -> Env:
+    return Env(name, num_envs)

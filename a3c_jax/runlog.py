@@ -1,0 +1,135 @@
+"""Run directories: config.json, metrics.csv, checkpoints — all written atomically.
+
+A run directory holds ``config.json`` (the full config), ``metrics.csv`` (one row per logged
+interval per seed, the same columns for every algorithm), optionally ``updates.csv`` (one row
+per asynchronous update: worker, staleness...), ``params_seed{S}.msgpack`` (final parameters,
+flax serialisation) and plots. Files are written to a temporary name in the same directory and
+renamed, so a crash or Ctrl-C never leaves a half-written file.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+import tempfile
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+
+METRIC_COLUMNS = ("algo", "seed", "env_steps", "wall_time_s", "episode_return", "episodes",
+                  "policy_loss", "value_loss", "entropy", "total_loss", "staleness")
+UPDATE_COLUMNS = ("seed", "worker", "update", "env_steps", "wall_time_s", "version_read",
+                  "version_written", "staleness")
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    atomic_write_bytes(path, text.encode())
+
+
+def write_csv(path: str | os.PathLike, columns: Sequence[str], rows: Iterable[dict]) -> None:
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=list(columns), extrasaction="ignore")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: _fmt(row.get(k, "")) for k in columns})
+    atomic_write_text(path, buf.getvalue())
+
+
+def _fmt(v):
+    if isinstance(v, (float, np.floating)):
+        return "" if math.isnan(v) else f"{float(v):.6g}"
+    if isinstance(v, np.integer):
+        return int(v)
+    return v
+
+
+def read_csv(path: str | os.PathLike) -> list[dict]:
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def write_config(run_dir: str | os.PathLike, config) -> None:
+    data = config.to_dict() if hasattr(config, "to_dict") else dict(config)
+    atomic_write_text(Path(run_dir) / "config.json", json.dumps(data, indent=2) + "\n")
+
+
+def read_config(run_dir: str | os.PathLike):
+    from a3c_jax.config import Config
+
+    with open(Path(run_dir) / "config.json") as f:
+        return Config.from_dict(json.load(f))
+
+
+def save_params(run_dir: str | os.PathLike, seed: int, params) -> Path:
+    """Serialise a parameter pytree with flax (msgpack), atomically."""
+    from flax import serialization
+    import jax
+
+    path = Path(run_dir) / f"params_seed{seed}.msgpack"
+    atomic_write_bytes(path, serialization.to_bytes(jax.device_get(params)))
+    return path
+
+
+def load_params(run_dir: str | os.PathLike, seed: int, template):
+    """Load parameters saved by ``save_params`` into the structure of ``template``."""
+    from flax import serialization
+
+    path = Path(run_dir) / f"params_seed{seed}.msgpack"
+    with open(path, "rb") as f:
+        return serialization.from_bytes(template, f.read())
+
+
+def aggregate(rows: Sequence[dict], key: str = "episode_return", weight: str = "episodes"
+              ) -> float:
+    """Episode-weighted mean of ``key`` over rows; NaN when no episode completed."""
+    num = sum(float(r[key]) * float(r[weight]) for r in rows
+              if r.get(weight) and float(r[weight]) > 0 and not math.isnan(float(r[key])))
+    den = sum(float(r[weight]) for r in rows if r.get(weight) and float(r[weight]) > 0)
+    return num / den if den > 0 else float("nan")
+
+
+def smoothed_returns(env_steps: np.ndarray, episode_return: np.ndarray, episodes: np.ndarray,
+                     window_steps: int) -> np.ndarray:
+    """Episode-weighted moving average of completed-episode returns over a trailing window of
+    ``window_steps`` env steps; NaN until the first episode completes.
+
+    Inputs are 1-D, one entry per update or logged row (``episode_return`` is the mean return
+    of the ``episodes`` completed in that entry).
+    """
+    env_steps = np.asarray(env_steps, np.float64)
+    w = np.nan_to_num(np.asarray(episode_return, np.float64)) * np.asarray(episodes, np.float64)
+    n = np.asarray(episodes, np.float64)
+    cs_w = np.concatenate([[0.0], np.cumsum(w)])
+    cs_n = np.concatenate([[0.0], np.cumsum(n)])
+    start = np.searchsorted(env_steps, env_steps - window_steps, side="right")
+    idx = np.arange(len(env_steps)) + 1
+    num = cs_w[idx] - cs_w[start]
+    den = cs_n[idx] - cs_n[start]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(den > 0, num / np.maximum(den, 1e-12), np.nan)
+
+
+def steps_to_threshold(env_steps: np.ndarray, smoothed: np.ndarray, threshold: float) -> float:
+    """First env step at which the smoothed return reaches ``threshold``; NaN if never."""
+    hit = np.nonzero(np.nan_to_num(smoothed, nan=-np.inf) >= threshold)[0]
+    return float(np.asarray(env_steps)[hit[0]]) if len(hit) else float("nan")
