@@ -18,7 +18,7 @@ import optax
 from flax import struct
 
 from a3c_jax import losses as losses_lib
-from a3c_jax import networks, optim, rollout
+from a3c_jax import learner, networks, optim, rollout
 from a3c_jax.config import Config
 from a3c_jax.envs import Env, EnvState
 
@@ -70,6 +70,8 @@ class Trainer:
         self.num_updates = config.num_updates
         self.optimizer = optim.make_optimizer(config, self.num_updates)
         self.policy = rollout.categorical_policy(self.apply_fn)
+        self.grad = learner.make_segment_grad(self.env, self.policy, self.apply_fn, self.loss_fn,
+                                              self.loss_cfg, config.t_max)
 
     def init_params(self, key):
         dummy = jnp.zeros((1,) + self.env.obs_shape, jnp.float32)
@@ -81,14 +83,6 @@ class Trainer:
         return TrainState(params=params, opt_state=self.optimizer.init(params),
                           env_state=self.env.reset(k_env), key=k_run,
                           update=jnp.zeros((), jnp.int32))
-
-    def grad(self, params, env_state, key):
-        """Unroll t_max steps and differentiate the loss: the unit of work of every driver."""
-        env_state, traj = rollout.unroll(self.env, self.policy, params, env_state, key,
-                                         self.config.t_max)
-        (loss, metrics), grads = jax.value_and_grad(self.loss_fn, has_aux=True)(
-            params, self.apply_fn, traj, self.loss_cfg)
-        return grads, env_state, traj, metrics
 
     def update(self, state: TrainState) -> tuple[TrainState, UpdateMetrics]:
         key, k_unroll = jax.random.split(state.key)

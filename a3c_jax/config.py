@@ -51,7 +51,7 @@ class Config:
     """Discount factor."""
     gae_lambda: float = 1.0
     """GAE lambda; 1.0 is the paper's n-step advantage."""
-    lr: float = 2e-3
+    lr: float = 3e-3
     """Learning rate (peak value when annealed)."""
     lr_anneal: bool = True
     """Anneal the learning rate linearly to 0 over the budget (the paper does)."""
@@ -64,7 +64,7 @@ class Config:
     """RMSProp epsilon, inside the square root as in the paper: d / sqrt(g + eps)."""
     momentum: float = 0.9
     """Momentum for sgd."""
-    max_grad_norm: float = 0.5
+    max_grad_norm: float = 0.0
     """Clip gradients to this global norm; 0 disables clipping."""
     reduction: Reduction = "sum"
     """How the loss is reduced over the time axis of a segment: sum (the paper) or mean.

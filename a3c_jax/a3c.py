@@ -1,0 +1,118 @@
+"""A3C: asynchronous advantage actor-critic (paper, supplementary Algorithm S3).
+
+Each worker thread, until the global counter T reaches the budget:
+  1. claims t_max * E steps of T;
+  2. reads a snapshot theta' of the shared parameters (no lock in hogwild mode);
+  3. calls its jitted step: unroll t_max steps in its own E environments with pi(.|s; theta'),
+     bootstrapped returns, the actor-critic loss, its gradient (clipped if configured) —
+     the same pure functions as the synchronous A2C;
+  4. writes the update into the shared store: the optimiser step (shared RMSProp by default,
+     per-worker RMSProp or momentum SGD) is applied in place to the shared values as they are
+     at write time, and the staleness of the snapshot is recorded.
+
+Differences from the paper's pseudocode, on purpose: segments have a fixed length t_max and
+may cross an episode end (the returns cut at the boundary, so each step's return is the one
+the paper computes); the environment batch E per worker may exceed 1.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.flatten_util import ravel_pytree
+
+from a3c_jax import learner, losses as losses_lib, networks, rollout
+from a3c_jax.async_driver import UpdateRecord, run_async
+from a3c_jax.config import Config
+from a3c_jax.envs import Env
+from a3c_jax.runner import RunResult
+
+
+class A3C:
+    """The pure pieces of A3C for one config, and the worker loop that drives them."""
+
+    with_target = False
+
+    def __init__(self, config: Config, loss_fn: losses_lib.SegmentLoss | None = None):
+        config.validate()
+        if config.algo != "a3c":
+            raise ValueError(f"algo: the A3C driver runs a3c, got {config.algo!r}")
+        self.config = config
+        self.env = Env(config.env, config.envs_per_worker)
+        self.network = networks.make_actor_critic(config, self.env)
+        self.apply_fn = self.network.apply
+        self.loss_fn = loss_fn or losses_lib.actor_critic_segment_loss
+        policy = rollout.categorical_policy(self.apply_fn)
+        self.segment_grad = learner.make_segment_grad(
+            self.env, policy, self.apply_fn, self.loss_fn, losses_lib.loss_config(config),
+            config.t_max)
+        template = self.init_params(jax.random.key(0))
+        flat, self._unravel = ravel_pytree(template)
+        self.num_params = int(flat.shape[0])
+        self.step = jax.jit(learner.make_flat_worker_step(self.segment_grad, self._unravel,
+                                                          config.max_grad_norm))
+        self.reset = jax.jit(self.env.reset)
+        self._compiled = None
+
+    def init_params(self, key):
+        return self.network.init(key, jnp.zeros((1,) + self.env.obs_shape, jnp.float32))
+
+    def init_flat_params(self, seed: int) -> np.ndarray:
+        k_params, _ = jax.random.split(jax.random.key(seed))
+        flat, _ = ravel_pytree(self.init_params(k_params))
+        return np.array(flat, np.float32)
+
+    def unravel(self, flat: np.ndarray):
+        return jax.device_get(self._unravel(jnp.asarray(flat)))
+
+    def worker_keys(self, seed: int, worker: int):
+        _, k_workers = jax.random.split(jax.random.key(seed))
+        k_env, k_run = jax.random.split(jax.random.fold_in(k_workers, worker))
+        return k_env, k_run
+
+    def compile(self) -> None:
+        """Compile the step and reset before any thread starts (the first call compiles)."""
+        if self._compiled is not None:
+            return
+        k_env, k_run = self.worker_keys(0, 0)
+        env_state = self.reset(k_env)
+        flat = jnp.zeros((self.num_params,), jnp.float32)
+        self._compiled = self.step.lower(flat, env_state, k_run).compile()
+        jax.block_until_ready(self._compiled(flat, env_state, k_run))
+
+    def worker_loop(self, worker: int, seed: int, store, clock: Callable[[], float],
+                    records: list) -> Callable:
+        c = self.config
+        k_env, k_run = self.worker_keys(seed, worker)
+        n_steps = c.steps_per_update
+        P = self.num_params
+        step = self._compiled
+
+        def loop(stop):
+            env_state, key = self.reset(k_env), k_run
+            local = store.new_local_state()
+            u = 0
+            while not stop.is_set():
+                claim = store.claim_steps(n_steps, c.total_steps)
+                if claim is None:
+                    break
+                snap = store.read()
+                out, env_state, key = step(snap.params, env_state, key)
+                out = np.asarray(out)
+                rec = store.apply(out[:P], snap, local, t=claim[0])
+                m = out[P:]
+                records.append(UpdateRecord(
+                    worker, u, claim[1], clock(), rec.version_read, rec.version_written,
+                    rec.staleness, float(m[0]), float(m[1]), float(m[2]), float(m[3]),
+                    float(m[4]), float(m[5])))
+                u += 1
+
+        return loop
+
+
+def run_a3c(config: Config, loss_fn: losses_lib.SegmentLoss | None = None,
+            write: bool = True) -> RunResult:
+    return run_async(A3C(config, loss_fn), write=write)

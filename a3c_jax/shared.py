@@ -1,0 +1,222 @@
+"""The shared store: the one mutable object of the asynchronous methods (Hogwild!).
+
+It holds, as flat float32 NumPy buffers, the shared parameters theta, the shared RMSProp
+statistics g, and the target parameters theta^- (value-based methods); and, as integers, the
+global step counter T and a version counter (number of updates written).
+
+What is atomic and what may race
+--------------------------------
+* ``read()`` copies the parameter buffer (``ndarray.copy``). In ``hogwild`` mode the copy runs
+  without a lock, so it may observe a write in progress: some elements from before an update
+  and some from after (a torn read, as in Hogwild!). The copy is a real copy: later writes never
+  change a snapshot.
+* ``apply()`` in ``hogwild`` mode computes the optimiser step from the gradient and the shared
+  values *as they are at write time* and updates the buffers in place, elementwise
+  (``g *= a; g += (1 - a) d^2; theta -= lr d / sqrt(g + eps)``), with no lock. NumPy releases
+  the GIL inside large elementwise loops, so two workers may interleave at element level: an
+  element's read-modify-write may be overwritten by another worker's (the element-level races
+  Hogwild! tolerates). No update is ever thrown away wholesale, because nothing assigns
+  parameters computed from an old snapshot.
+* Integer counters (T, version) are advanced under a tiny lock that covers the integer update
+  only, never the buffers; they are exact.
+* ``locked`` mode takes one lock around the whole read and the whole read-modify-write: the
+  exact control for experiments and tests.
+* ``overwrite`` mode is the naive idiom, kept only to measure it: the new parameters are
+  computed from the worker's snapshot and assigned over the shared buffer, discarding every
+  update written since the snapshot.
+
+Measurements
+------------
+* staleness of an update = versions written between the worker's read and its write;
+* a probe buffer (``probe``, float64, large enough that NumPy releases the GIL on it) receives
+  ``+= 1`` on every write through the same code path as the parameters (assigned from the
+  snapshot in ``overwrite`` mode). After a run, ``version - probe`` per element counts the
+  increments lost on that element: its maximum is the number of updates lost wholesale plus
+  element races, its mean the average loss. See ``lost_updates``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+from typing import Literal, NamedTuple
+
+import numpy as np
+
+Mode = Literal["hogwild", "locked", "overwrite"]
+OptName = Literal["rmsprop", "rmsprop_local", "sgd"]
+PROBE_SIZE = 4096
+
+
+class Snapshot(NamedTuple):
+    params: np.ndarray      # private copy of theta
+    version: int            # store version when the copy began
+    probe: np.ndarray | None  # copy of the probe (overwrite mode only)
+
+
+class WriteRecord(NamedTuple):
+    version_read: int
+    version_written: int    # the version this write created (1-based)
+    staleness: int          # versions written by others between read and write
+
+
+@dataclasses.dataclass
+class LocalOptState:
+    """Per-worker optimiser statistics (rmsprop_local: g; sgd: momentum buffer)."""
+
+    buf: np.ndarray | None
+
+
+@dataclasses.dataclass(frozen=True)
+class OptSpec:
+    """The optimiser applied by the store, in the paper's forms (see ``a3c_jax.optim``)."""
+
+    name: OptName = "rmsprop"
+    lr: float = 7e-4
+    decay: float = 0.99
+    eps: float = 1e-5
+    momentum: float = 0.9
+    anneal_steps: int = 0   # > 0: lr falls linearly to 0 at T = anneal_steps
+
+    @classmethod
+    def from_config(cls, config) -> "OptSpec":
+        return cls(name=config.optimizer, lr=config.lr, decay=config.rms_decay,
+                   eps=config.rms_eps, momentum=config.momentum,
+                   anneal_steps=config.total_steps if config.lr_anneal else 0)
+
+    def lr_at(self, t: int) -> float:
+        if self.anneal_steps <= 0:
+            return self.lr
+        return self.lr * max(0.0, 1.0 - t / self.anneal_steps)
+
+
+class SharedStore:
+    """Shared parameters, optimiser statistics, target parameters and counters."""
+
+    def __init__(self, params: np.ndarray, opt: OptSpec, mode: Mode = "hogwild",
+                 with_target: bool = False):
+        if mode not in ("hogwild", "locked", "overwrite"):
+            raise ValueError(f"store_mode must be hogwild, locked or overwrite, got {mode!r}")
+        params = np.asarray(params, np.float32)
+        if params.ndim != 1:
+            raise ValueError("the store holds a flat parameter vector")
+        self.mode = mode
+        self.opt = opt
+        self.params = params.copy()
+        self.rms = np.zeros_like(self.params) if opt.name == "rmsprop" else None
+        self.target = self.params.copy() if with_target else None
+        self.probe = np.zeros(PROBE_SIZE, np.float64)
+        self._counter_lock = threading.Lock()
+        self._rw_lock = threading.Lock()
+        self._t = 0
+        self._version = 0
+        self.target_updates = 0
+
+    # --- counters (exact) ------------------------------------------------------------------
+    @property
+    def T(self) -> int:
+        return self._t
+
+    @property
+    def version(self) -> int:
+        return self._version
+
+    def claim_steps(self, n: int, budget: int) -> tuple[int, int] | None:
+        """Reserve ``n`` env steps of the global budget before acting.
+
+        Returns (T before, T after), or None when the budget is spent. Because a claim needs
+        T < budget, T never exceeds the budget by more than one segment.
+        """
+        with self._counter_lock:
+            if self._t >= budget:
+                return None
+            before = self._t
+            self._t += n
+            return before, self._t
+
+    # --- parameters ------------------------------------------------------------------------
+    def read(self) -> Snapshot:
+        """A private copy of theta, without waiting (hogwild) or under the lock (locked)."""
+        if self.mode == "locked":
+            with self._rw_lock:
+                return Snapshot(self.params.copy(), self._version, None)
+        version = self._version
+        probe = self.probe.copy() if self.mode == "overwrite" else None
+        return Snapshot(self.params.copy(), version, probe)
+
+    def new_local_state(self) -> LocalOptState:
+        if self.opt.name in ("rmsprop_local", "sgd"):
+            return LocalOptState(np.zeros_like(self.params))
+        return LocalOptState(None)
+
+    def apply(self, grad: np.ndarray, snap: Snapshot, local: LocalOptState,
+              t: int | None = None) -> WriteRecord:
+        """Apply one optimiser step for gradient ``grad`` (computed at ``snap``)."""
+        grad = np.asarray(grad, np.float32)
+        lr = np.float32(self.opt.lr_at(self._t if t is None else t))
+        if self.mode == "locked":
+            with self._rw_lock:
+                self._step_in_place(grad, lr, local)
+                self.probe += 1.0
+                written = self._bump_version()
+        elif self.mode == "hogwild":
+            self._step_in_place(grad, lr, local)
+            self.probe += 1.0
+            written = self._bump_version()
+        else:  # overwrite: the idiom that loses updates
+            new = snap.params.copy()
+            self._step_on(new, grad, lr, local)
+            self.params[:] = new
+            self.probe[:] = snap.probe + 1.0
+            written = self._bump_version()
+        return WriteRecord(snap.version, written, written - 1 - snap.version)
+
+    def _bump_version(self) -> int:
+        with self._counter_lock:
+            self._version += 1
+            return self._version
+
+    def _step_in_place(self, d: np.ndarray, lr: np.float32, local: LocalOptState) -> None:
+        self._step_on(self.params, d, lr, local)
+
+    def _step_on(self, theta: np.ndarray, d: np.ndarray, lr: np.float32,
+                 local: LocalOptState) -> None:
+        o = self.opt
+        if o.name in ("rmsprop", "rmsprop_local"):
+            g = self.rms if o.name == "rmsprop" else local.buf
+            g *= np.float32(o.decay)
+            g += np.float32(1.0 - o.decay) * np.square(d)
+            theta -= lr * d / np.sqrt(g + np.float32(o.eps))
+        elif o.name == "sgd":
+            m = local.buf
+            m *= np.float32(o.momentum)
+            m += d
+            theta -= lr * m
+        else:
+            raise ValueError(f"unknown optimizer {o.name!r}")
+
+    # --- target parameters (value-based methods) -------------------------------------------
+    def update_target(self) -> None:
+        """theta^- <- theta (an unlocked copy in hogwild mode, like every other read)."""
+        if self.target is None:
+            raise RuntimeError("store was built without target parameters")
+        if self.mode == "locked":
+            with self._rw_lock:
+                self.target[:] = self.params
+        else:
+            self.target[:] = self.params
+        with self._counter_lock:
+            self.target_updates += 1
+
+    def read_target(self) -> np.ndarray:
+        if self.target is None:
+            raise RuntimeError("store was built without target parameters")
+        return self.target.copy()
+
+    # --- accounting ------------------------------------------------------------------------
+    def lost_updates(self) -> dict:
+        """Increments lost per probe element: wholesale losses show in every element."""
+        deficit = self._version - self.probe
+        return {"updates": self._version, "lost_max": float(deficit.max()),
+                "lost_min": float(deficit.min()), "lost_mean": float(deficit.mean()),
+                "lost_fraction": float(deficit.mean() / max(self._version, 1))}
