@@ -11,6 +11,7 @@ gathered so far; a failing worker's error is then re-raised.
 from __future__ import annotations
 
 import math
+import threading
 import time
 from typing import Any, Callable, NamedTuple, Protocol
 
@@ -97,27 +98,55 @@ def make_store(algo: AsyncAlgorithm, seed: int) -> SharedStore:
                        with_target=algo.with_target)
 
 
+class SmoothedReturn:
+    """Episode-weighted mean return over the last ``window`` env steps, fed incrementally
+    from the workers' record lists (read from the main thread while workers append)."""
+
+    def __init__(self, per_worker: list[list[UpdateRecord]], window: int):
+        self.per_worker = per_worker
+        self.window = window
+        self.seen = [0] * len(per_worker)
+        self.recent: list[tuple[int, float, float]] = []
+
+    def value(self) -> float:
+        for w, rs in enumerate(self.per_worker):
+            n = len(rs)
+            self.recent += [(r.env_steps, r.return_sum, r.episodes) for r in rs[self.seen[w]:n]]
+            self.seen[w] = n
+        if not self.recent:
+            return float("nan")
+        horizon = max(s for s, _, _ in self.recent) - self.window
+        self.recent = [x for x in self.recent if x[0] > horizon]
+        n = sum(e for _, _, e in self.recent)
+        return sum(r for _, r, _ in self.recent) / n if n else float("nan")
+
+
 def train_one_seed(algo: AsyncAlgorithm, seed: int, on_progress: Callable[[int], None] | None
-                   = None) -> tuple[SharedStore, list[UpdateRecord], BaseException | None]:
+                   = None, store: SharedStore | None = None
+                   ) -> tuple[SharedStore, list[UpdateRecord], BaseException | None]:
     """Run W workers for one seed. Returns the store, the records and the interruption
     (KeyboardInterrupt or WorkerError) if one happened, instead of raising it."""
     c = algo.config
-    store = make_store(algo, seed)
+    store = store if store is not None else make_store(algo, seed)
     per_worker: list[list[UpdateRecord]] = [[] for _ in range(c.workers)]
     t0 = time.perf_counter()
     clock = lambda: time.perf_counter() - t0  # noqa: E731
     loops = [algo.worker_loop(w, seed, store, clock, per_worker[w]) for w in range(c.workers)]
     last_t = [0]
+    stop = threading.Event()
+    smoothed = SmoothedReturn(per_worker, c.stop_window) if c.stop_return else None
 
     def tick():
         if on_progress is not None:
             t = min(store.T, c.total_steps)
             on_progress(t - last_t[0])
             last_t[0] = t
+        if smoothed is not None and smoothed.value() >= c.stop_return:
+            stop.set()
 
     stopped: BaseException | None = None
     try:
-        workers.run_threads(loops, on_tick=tick)
+        workers.run_threads(loops, on_tick=tick, stop=stop)
     except (KeyboardInterrupt, workers.WorkerError) as exc:
         stopped = exc
     tick()

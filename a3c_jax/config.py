@@ -87,6 +87,11 @@ class Config:
     target_interval: int = 10_000
     """Q methods: copy the target parameters every I_target global steps."""
 
+    stop_return: float = 0.0
+    """Stop a seed early once its smoothed return (episode-weighted mean over the last
+    ``stop_window`` env steps) reaches this value; 0 disables. Useful for time-to-score runs."""
+    stop_window: int = 10_000
+    """Window, in env steps, of the smoothed return used by ``stop_return``."""
     log_interval: int = 0
     """Env steps between logged rows; 0 picks about 200 rows per run."""
     out: str = "runs/default"
@@ -123,7 +128,7 @@ class Config:
 
         envs.check_env_name(self.env)
         for name in ("total_steps", "num_envs", "workers", "envs_per_worker", "t_max",
-                     "eps_anneal_steps", "target_interval"):
+                     "eps_anneal_steps", "target_interval", "stop_window"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
@@ -136,7 +141,8 @@ class Config:
         if not self.hidden or any(h <= 0 for h in self.hidden):
             raise ValueError(f"hidden sizes must be positive, got {self.hidden!r}")
         for name in ("lr", "gamma", "gae_lambda", "rms_decay", "rms_eps", "momentum",
-                     "max_grad_norm", "value_coef", "entropy_coef", "eps_final"):
+                     "max_grad_norm", "value_coef", "entropy_coef", "eps_final",
+                     "stop_return"):
             value = getattr(self, name)
             if not math.isfinite(value):
                 raise ValueError(f"{name} must be finite, got {value!r}")

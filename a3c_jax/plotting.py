@@ -364,7 +364,7 @@ def _fmt_cell(v) -> str:
             return "—"
         if float(v).is_integer() and abs(v) < 1e15:
             return f"{int(v)}"
-        return f"{v:.4g}" if abs(v) < 1e5 else f"{v:.3g}"
+        return f"{v:.4g}" if abs(v) < 1e3 else f"{v:.0f}"
     return str(v)
 
 

@@ -66,6 +66,17 @@ def _row_from_chunk(config: Config, seed: int, metrics, i: int, wall: float) -> 
     }
 
 
+def reached(rows: list[dict], seed: int, config: Config) -> bool:
+    """Whether ``seed``'s smoothed return has reached ``config.stop_return``."""
+    rs = [r for r in rows if r["seed"] == seed]
+    if not rs:
+        return False
+    sm = runlog.smoothed_returns(np.array([r["env_steps"] for r in rs]),
+                                 np.array([r["episode_return"] for r in rs]),
+                                 np.array([r["episodes"] for r in rs]), config.stop_window)
+    return bool(sm[-1] >= config.stop_return)
+
+
 def run_a2c(config: Config, loss_fn: Callable | None = None, seeds=None,
             write: bool = True) -> RunResult:
     from a3c_jax.a2c import make_train
@@ -103,6 +114,9 @@ def run_a2c(config: Config, loss_fn: Callable | None = None, seeds=None,
                     for i, seed in enumerate(group):
                         rows.append(_row_from_chunk(config, seed, m, i, wall))
                     bar.update(n * config.steps_per_update)
+                    if config.stop_return and all(
+                            reached(rows, seed, config) for seed in group):
+                        break
             finally:
                 final = jax.device_get(state.params)
                 for i, seed in enumerate(group):

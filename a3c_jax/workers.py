@@ -34,8 +34,10 @@ class WorkerError(RuntimeError):
 
 def run_threads(fns: Sequence[Callable[[threading.Event], None]],
                 on_tick: Callable[[], None] | None = None, tick_s: float = 0.1,
-                join_timeout_s: float = 60.0) -> None:
-    stop = threading.Event()
+                join_timeout_s: float = 60.0, stop: threading.Event | None = None) -> None:
+    """Run the workers to completion; see the module docstring. ``stop`` may be set by the
+    caller (e.g. from ``on_tick``) to end the run early and cleanly."""
+    stop = stop if stop is not None else threading.Event()
     errors: list[tuple[int, BaseException, str]] = []
     errors_lock = threading.Lock()
 

@@ -23,7 +23,11 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as err:
         print(f"error: invalid config: {err}", file=sys.stderr)
         return 2
-    result = run(config)
+    try:
+        result = run(config)
+    except KeyboardInterrupt:  # before training started (e.g. during compilation)
+        print("interrupted before training started; nothing to write", file=sys.stderr)
+        return 130
     where = result.run_dir
     status = "interrupted; partial results" if result.interrupted else "done"
     print(f"{status}: {len(result.rows)} rows in {where}/metrics.csv; plot {where}/returns.png")

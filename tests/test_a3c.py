@@ -1,0 +1,199 @@
+"""A3C on worker threads: determinism when locked, lifecycle, budget, CLI, learning."""
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import jax
+import numpy as np
+import optax
+import pytest
+from jax.flatten_util import ravel_pytree
+
+from a3c_jax import runlog
+from a3c_jax.a3c import A3C, run_a3c
+from a3c_jax.async_driver import make_store, train_one_seed
+from a3c_jax.config import Config
+from a3c_jax.shared import SharedStore
+from a3c_jax.workers import WorkerError
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = Config(algo="a3c", env="CartPole-v1", total_steps=2_000, workers=2, seeds=(0,),
+              lr=1e-3, lr_anneal=False, progress=False, log_interval=100)
+
+
+def worker_threads():
+    return [t for t in threading.enumerate() if t.name.startswith("a3c-worker")]
+
+
+class RecordingStore(SharedStore):
+    """Records every gradient written (and can fail on the k-th write)."""
+
+    fail_at: int | None = None
+
+    def apply(self, grad, snap, local, t=None):
+        if self.fail_at is not None and self.version + 1 >= self.fail_at:
+            raise FloatingPointError("injected failure")
+        self.grads = getattr(self, "grads", [])
+        self.grads.append(np.array(grad, np.float32))
+        return super().apply(grad, snap, local, t)
+
+
+def recording_store(algo, seed, cls=RecordingStore):
+    base = make_store(algo, seed)
+    return cls(base.params, base.opt, base.mode, with_target=False)
+
+
+def test_locked_single_worker_is_deterministic_and_equals_sequential_optax():
+    cfg = TINY.replace(workers=1, store_mode="locked")
+    algo = A3C(cfg)
+    algo.compile()
+    finals = []
+    for _ in range(2):
+        store = recording_store(algo, 0)
+        p0 = store.params.copy()
+        _, records, stopped = train_one_seed(algo, 0, store=store)
+        assert stopped is None
+        finals.append(store.params.copy())
+    np.testing.assert_array_equal(finals[0], finals[1])
+    assert len(store.grads) == len(records) == cfg.total_steps // cfg.steps_per_update
+    opt = optax.rmsprop(cfg.lr, decay=cfg.rms_decay, eps=cfg.rms_eps, eps_in_sqrt=True)
+    p, state = p0, opt.init(p0)
+    for g in store.grads:
+        upd, state = opt.update(g, state, p)
+        p = optax.apply_updates(p, upd)
+    np.testing.assert_allclose(finals[0], p, rtol=1e-5, atol=1e-6)
+    assert all(r.staleness == 0 for r in records)
+
+
+def test_budget_is_respected_and_records_are_complete():
+    cfg = TINY.replace(workers=3, total_steps=3_003)
+    algo = A3C(cfg)
+    algo.compile()
+    store, records, stopped = train_one_seed(algo, 0)
+    assert stopped is None
+    n = cfg.steps_per_update
+    assert cfg.total_steps <= store.T < cfg.total_steps + n
+    assert len(records) == store.version == store.T // n
+    assert {r.worker for r in records} == {0, 1, 2}
+    assert not worker_threads()
+
+
+def test_failing_worker_stops_the_run_with_its_error():
+    cfg = TINY.replace(total_steps=10_000_000)
+    algo = A3C(cfg)
+    algo.compile()
+    store = recording_store(algo, 0)
+    store.fail_at = 20
+    t0 = time.monotonic()
+    _, records, stopped = train_one_seed(algo, 0, store=store)
+    assert time.monotonic() - t0 < 30
+    assert isinstance(stopped, WorkerError)
+    assert isinstance(stopped.exc, FloatingPointError)
+    assert "injected failure" in str(stopped) and "traceback" in str(stopped)
+    assert stopped.worker in (0, 1)
+    assert not worker_threads()
+
+
+def test_run_reraises_worker_error_after_writing(tmp_path, monkeypatch):
+    import a3c_jax.async_driver as drv
+
+    def failing_store(algo, seed):
+        s = recording_store(algo, seed)
+        s.fail_at = 10
+        return s
+
+    monkeypatch.setattr(drv, "make_store", failing_store)
+    cfg = TINY.replace(total_steps=10_000_000, out=str(tmp_path / "run"))
+    with pytest.raises(WorkerError, match="worker [01] failed"):
+        run_a3c(cfg)
+    assert (tmp_path / "run" / "config.json").exists()
+    assert not worker_threads()
+
+
+def test_keyboard_interrupt_stops_workers_and_flushes(tmp_path, monkeypatch):
+    import a3c_jax.workers as wk
+
+    real = wk.run_threads
+
+    def interrupting(fns, on_tick=None, **kw):
+        calls = [0]
+
+        def tick():
+            on_tick()
+            calls[0] += 1
+            if calls[0] == 5:
+                raise KeyboardInterrupt
+
+        return real(fns, on_tick=tick, **kw)
+
+    monkeypatch.setattr(wk, "run_threads", interrupting)
+    cfg = TINY.replace(total_steps=10_000_000, out=str(tmp_path / "run"))
+    result = run_a3c(cfg)
+    assert result.interrupted
+    assert not worker_threads()
+    rows = runlog.read_csv(tmp_path / "run" / "metrics.csv")
+    assert rows and {"worker", "staleness"} <= set(runlog.read_csv(
+        tmp_path / "run" / "updates.csv")[0])
+    assert (tmp_path / "run" / "params_seed0.msgpack").exists()
+
+
+def test_cli_sigint_flushes_and_exits(tmp_path):
+    out = tmp_path / "sig"
+    proc = subprocess.Popen(
+        [sys.executable, str(ROOT / "experiments" / "train.py"), "--algo", "a3c",
+         "--total-steps", "50000000", "--seeds", "0", "--out", str(out), "--no-progress",
+         "--log-interval", "500"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(20)  # compile, then train for a while
+    assert proc.poll() is None
+    proc.send_signal(signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130, stderr
+    assert "interrupted" in stdout
+    for name in ("config.json", "metrics.csv", "updates.csv", "params_seed0.msgpack"):
+        assert (out / name).exists(), name
+
+
+def test_cli_a3c_end_to_end(tmp_path):
+    out = tmp_path / "a3c"
+    res = subprocess.run(
+        [sys.executable, str(ROOT / "experiments" / "train.py"), "--algo", "a3c",
+         "--workers", "2", "--envs-per-worker", "2", "--total-steps", "3000", "--seeds", "0",
+         "1", "--out", str(out), "--no-progress"], capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr
+    rows = runlog.read_csv(out / "metrics.csv")
+    assert set(runlog.METRIC_COLUMNS) <= set(rows[0])
+    assert {r["seed"] for r in rows} == {"0", "1"}
+    assert all(r["algo"] == "a3c" for r in rows)
+    ups = runlog.read_csv(out / "updates.csv")
+    assert {r["worker"] for r in ups} == {"0", "1"}
+    assert (out / "returns.png").exists()
+
+
+@pytest.mark.parametrize("optimizer", ["rmsprop", "rmsprop_local", "sgd"])
+def test_every_optimizer_variant_runs(optimizer):
+    res = run_a3c(TINY.replace(optimizer=optimizer), write=False)
+    p = ravel_pytree(res.params[0])[0]
+    assert np.all(np.isfinite(np.asarray(p)))
+    assert len(res.rows) > 0
+
+
+@pytest.mark.learning
+def test_a3c_learns_cartpole_with_two_workers():
+    """A3C, 2 workers, E = 1, t_max 5, shared RMSProp: smoothed return >= 475 within 1M."""
+    cfg = Config(algo="a3c", env="CartPole-v1", workers=2, envs_per_worker=1,
+                 total_steps=1_000_000, seeds=(0, 1), progress=False, log_interval=1_000,
+                 stop_return=475.0, stop_window=10_000)
+    res = run_a3c(cfg, write=False)
+    for seed in cfg.seeds:
+        rs = [r for r in res.rows if r["seed"] == seed]
+        steps = np.array([r["env_steps"] for r in rs])
+        sm = runlog.smoothed_returns(steps, np.array([r["episode_return"] for r in rs]),
+                                     np.array([r["episodes"] for r in rs]), 10_000)
+        first = runlog.steps_to_threshold(steps, sm, 475.0)
+        print(f"seed {seed}: env steps to 475 = {first}, staleness {res.extras['staleness'][seed]}")
+        assert np.isfinite(first) and first <= 1_000_000
