@@ -115,4 +115,4 @@ class A3C:
 
 def run_a3c(config: Config, loss_fn: losses_lib.SegmentLoss | None = None,
             write: bool = True) -> RunResult:
-    return run_async(A3C(config, loss_fn), write=write)
+    return run_async(A3C(config, loss_fn), write=write, loss_fn=loss_fn)

@@ -153,31 +153,60 @@ def train_one_seed(algo: AsyncAlgorithm, seed: int, on_progress: Callable[[int],
     return store, [r for rs in per_worker for r in rs], stopped
 
 
-def run_async(algo: AsyncAlgorithm, write: bool = True) -> RunResult:
+def build_async_algorithm(config: Config, loss_fn=None) -> AsyncAlgorithm:
+    """The asynchronous algorithm object for ``config.algo`` (used in worker processes too)."""
+    if config.algo == "a3c":
+        from a3c_jax.a3c import A3C
+
+        return A3C(config, loss_fn)
+    from a3c_jax import qlearning
+
+    return qlearning.make_async_algorithm(config)
+
+
+def run_async(algo: AsyncAlgorithm, write: bool = True, loss_fn=None) -> RunResult:
+    """Train every seed with ``config.backend`` and write the run directory."""
     c = algo.config
-    algo.compile()
+    if c.backend == "threads":
+        algo.compile()
     rows: list[dict] = []
     urows: list[dict] = []
     params: dict[int, Any] = {}
-    extras: dict = {"staleness": {}, "lost": {}}
+    extras: dict = {"staleness": {}, "lost": {}, "backend": c.backend}
     interrupted = False
     failure: BaseException | None = None
     bar = _progress(c, c.algo)
     try:
         for seed in c.seeds:
             bar.reset()
-            store, records, stopped = train_one_seed(algo, seed, bar.update)
+            if c.backend == "threads":
+                store, records, stopped = train_one_seed(algo, seed, bar.update)
+                flat, lost = store.params.copy(), store.lost_updates()
+            elif c.backend == "processes":
+                from a3c_jax.procs import train_one_seed_processes
+
+                flat, acct, records, stopped = train_one_seed_processes(
+                    algo, seed, bar.update, loss_fn=loss_fn)
+                lost = acct["lost"]
+            else:
+                from a3c_jax.ray_backend import train_one_seed_ray
+
+                flat, acct, records, stopped = train_one_seed_ray(algo, seed, bar.update,
+                                                                  loss_fn=loss_fn)
+                lost = acct["lost"]
             rows += rows_from_records(c, seed, records)
             urows += update_rows(seed, records)
-            params[seed] = algo.unravel(store.params.copy())
+            params[seed] = algo.unravel(flat)
             extras["staleness"][seed] = staleness_summary(records)
-            extras["lost"][seed] = store.lost_updates()
+            extras["lost"][seed] = lost
             if isinstance(stopped, KeyboardInterrupt):
                 interrupted = True
                 break
             if stopped is not None:
                 failure = stopped
                 break
+    except KeyboardInterrupt:
+        interrupted = True
     finally:
         bar.close()
     result = RunResult(config=c, run_dir=None, rows=rows, params=params,

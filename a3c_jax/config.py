@@ -16,6 +16,7 @@ OptimizerName = Literal["rmsprop", "rmsprop_local", "sgd"]
 Reduction = Literal["sum", "mean"]
 StoreMode = Literal["hogwild", "locked", "overwrite"]
 Torso = Literal["auto", "mlp", "conv"]
+Backend = Literal["threads", "processes", "ray"]
 
 ASYNC_ALGOS = ("a3c", "q1", "sarsa", "nq")
 VALUE_ALGOS = ("q1", "sarsa", "nq")
@@ -41,6 +42,11 @@ class Config:
     """Asynchronous driver: number of actor-learner threads W."""
     envs_per_worker: int = 1
     """Asynchronous driver: environments per worker E (the paper uses 1)."""
+    backend: Backend = "threads"
+    """Asynchronous driver: where workers run — threads (one process), processes (one process
+    per worker on a shared-memory store), or ray (Ray actors and a parameter-server actor)."""
+    ray_address: str = ""
+    """Ray backend: address of an existing cluster; empty starts a local Ray instance."""
     store_mode: StoreMode = "hogwild"
     """Shared store write mode: hogwild (lock-free in-place), locked (control), overwrite (the
     naive idiom that loses updates; for measurement only)."""

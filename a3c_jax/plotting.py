@@ -282,7 +282,7 @@ def final_return(env_steps, episode_return, episodes, frac: float = 0.1) -> floa
     if env_steps.size == 0:
         return float("nan")
     start = env_steps.max() * (1.0 - frac)
-    sel = env_steps >= start
+    sel = env_steps > start       # a row logs the steps that end at its env_steps
     sel[-1] = True
     n = eps[sel].sum()
     return float((ret[sel] * eps[sel]).sum() / n) if n > 0 else float("nan")

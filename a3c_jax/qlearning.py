@@ -192,6 +192,19 @@ def epsilon_host(step: int, eps_final: float, anneal_steps: int) -> np.float32:
 
 # --- asynchronous driver -------------------------------------------------------------------
 
+def claim_and_update_target(store, n: int, budget: int, interval: int
+                            ) -> tuple[int, int] | None:
+    """Claim ``n`` steps of T; copy theta^- <- theta for each multiple of ``interval`` in
+    (T_before, T_after]. Claims are disjoint intervals of T (the counter is exact), so each
+    boundary belongs to exactly one claim: one copy per boundary under any interleaving."""
+    claim = store.claim_steps(n, budget)
+    if claim is not None:
+        before, after = claim
+        for _ in range(after // interval - before // interval):
+            store.update_target()
+    return claim
+
+
 class AsyncQ:
     """Async one-step Q, one-step SARSA or n-step Q for one config (``AsyncAlgorithm``)."""
 
@@ -280,12 +293,10 @@ class AsyncQ:
             local = store.new_local_state()
             u = 0
             while not stop.is_set():
-                claim = store.claim_steps(n_steps, c.total_steps)
+                claim = claim_and_update_target(store, n_steps, c.total_steps, interval)
                 if claim is None:
                     break
                 before, after = claim
-                for _ in range(after // interval - before // interval):
-                    store.update_target()  # this claim crossed the boundary: ours alone
                 eps = epsilon_host(u * n_steps, eps_final, c.eps_anneal_steps)
                 snap = store.read()
                 target = store.read_target()
@@ -409,8 +420,7 @@ def run_sync_q(config: Config, write: bool = True) -> RunResult:
     """Train every seed with the synchronous trainer (``Q_DEFAULTS`` for unset fields), one
     seed after another so wall-clock times are per seed; rows are labelled ``<algo>_sync``.
     Stops a seed early once ``config.stop_return`` is reached."""
-    from a3c_jax.runner import _progress, _row_from_chunk, log_interval_updates, reached, \
-        write_run
+    from a3c_jax.runner import _progress, _row_from_chunk, reached, write_run
 
     _check_algo(config)
     config = with_q_defaults(config)

@@ -39,7 +39,7 @@ from __future__ import annotations
 
 import dataclasses
 import threading
-from typing import Literal, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 import numpy as np
 
@@ -94,7 +94,7 @@ class SharedStore:
     """Shared parameters, optimiser statistics, target parameters and counters."""
 
     def __init__(self, params: np.ndarray, opt: OptSpec, mode: Mode = "hogwild",
-                 with_target: bool = False):
+                 with_target: bool = False, memory: "StoreMemory | None" = None):
         if mode not in ("hogwild", "locked", "overwrite"):
             raise ValueError(f"store_mode must be hogwild, locked or overwrite, got {mode!r}")
         params = np.asarray(params, np.float32)
@@ -102,24 +102,32 @@ class SharedStore:
             raise ValueError("the store holds a flat parameter vector")
         self.mode = mode
         self.opt = opt
-        self.params = params.copy()
-        self.rms = np.zeros_like(self.params) if opt.name == "rmsprop" else None
-        self.target = self.params.copy() if with_target else None
-        self.probe = np.zeros(PROBE_SIZE, np.float64)
-        self._counter_lock = threading.Lock()
-        self._rw_lock = threading.Lock()
-        self._t = 0
-        self._version = 0
-        self.target_updates = 0
+        if memory is None:
+            memory = LocalMemory.create(params.shape[0], opt.name == "rmsprop", with_target)
+            memory.params[:] = params
+            if memory.target is not None:
+                memory.target[:] = params
+        self.memory = memory
+        self.params = memory.params
+        self.rms = memory.rms
+        self.target = memory.target
+        self.probe = memory.probe
+        self._counters = memory.counters  # int64 [T, version, target_updates]
+        self._counter_lock = memory.counter_lock
+        self._rw_lock = memory.rw_lock
 
     # --- counters (exact) ------------------------------------------------------------------
     @property
     def T(self) -> int:
-        return self._t
+        return int(self._counters[0])
 
     @property
     def version(self) -> int:
-        return self._version
+        return int(self._counters[1])
+
+    @property
+    def target_updates(self) -> int:
+        return int(self._counters[2])
 
     def claim_steps(self, n: int, budget: int) -> tuple[int, int] | None:
         """Reserve ``n`` env steps of the global budget before acting.
@@ -128,19 +136,19 @@ class SharedStore:
         T < budget, T never exceeds the budget by more than one segment.
         """
         with self._counter_lock:
-            if self._t >= budget:
+            before = int(self._counters[0])
+            if before >= budget:
                 return None
-            before = self._t
-            self._t += n
-            return before, self._t
+            self._counters[0] = before + n
+            return before, before + n
 
     # --- parameters ------------------------------------------------------------------------
     def read(self) -> Snapshot:
         """A private copy of theta, without waiting (hogwild) or under the lock (locked)."""
         if self.mode == "locked":
             with self._rw_lock:
-                return Snapshot(self.params.copy(), self._version, None)
-        version = self._version
+                return Snapshot(self.params.copy(), self.version, None)
+        version = self.version
         probe = self.probe.copy() if self.mode == "overwrite" else None
         return Snapshot(self.params.copy(), version, probe)
 
@@ -153,7 +161,7 @@ class SharedStore:
               t: int | None = None) -> WriteRecord:
         """Apply one optimiser step for gradient ``grad`` (computed at ``snap``)."""
         grad = np.asarray(grad, np.float32)
-        lr = np.float32(self.opt.lr_at(self._t if t is None else t))
+        lr = np.float32(self.opt.lr_at(self.T if t is None else t))
         if self.mode == "locked":
             with self._rw_lock:
                 self._step_in_place(grad, lr, local)
@@ -173,8 +181,8 @@ class SharedStore:
 
     def _bump_version(self) -> int:
         with self._counter_lock:
-            self._version += 1
-            return self._version
+            self._counters[1] += 1
+            return int(self._counters[1])
 
     def _step_in_place(self, d: np.ndarray, lr: np.float32, local: LocalOptState) -> None:
         self._step_on(self.params, d, lr, local)
@@ -206,7 +214,7 @@ class SharedStore:
         else:
             self.target[:] = self.params
         with self._counter_lock:
-            self.target_updates += 1
+            self._counters[2] += 1
 
     def read_target(self) -> np.ndarray:
         if self.target is None:
@@ -216,7 +224,33 @@ class SharedStore:
     # --- accounting ------------------------------------------------------------------------
     def lost_updates(self) -> dict:
         """Increments lost per probe element: wholesale losses show in every element."""
-        deficit = self._version - self.probe
-        return {"updates": self._version, "lost_max": float(deficit.max()),
+        version = self.version
+        deficit = version - self.probe
+        return {"updates": version, "lost_max": float(deficit.max()),
                 "lost_min": float(deficit.min()), "lost_mean": float(deficit.mean()),
-                "lost_fraction": float(deficit.mean() / max(self._version, 1))}
+                "lost_fraction": float(deficit.mean() / max(version, 1))}
+
+
+@dataclasses.dataclass
+class StoreMemory:
+    """The buffers and locks behind a store. ``LocalMemory`` lives in this process (thread
+    backend); ``a3c_jax.procs.SharedMemoryStore`` maps the same layout into
+    ``multiprocessing.shared_memory`` for worker processes."""
+
+    params: np.ndarray
+    rms: np.ndarray | None
+    target: np.ndarray | None
+    probe: np.ndarray
+    counters: np.ndarray
+    counter_lock: Any
+    rw_lock: Any
+
+
+class LocalMemory(StoreMemory):
+    @classmethod
+    def create(cls, size: int, with_rms: bool, with_target: bool) -> "LocalMemory":
+        return cls(params=np.zeros(size, np.float32),
+                   rms=np.zeros(size, np.float32) if with_rms else None,
+                   target=np.zeros(size, np.float32) if with_target else None,
+                   probe=np.zeros(PROBE_SIZE, np.float64), counters=np.zeros(3, np.int64),
+                   counter_lock=threading.Lock(), rw_lock=threading.Lock())

@@ -1,0 +1,97 @@
+"""Process backend: workers in processes on a shared-memory store."""
+
+import os
+import signal
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from a3c_jax import runlog
+from a3c_jax.async_driver import build_async_algorithm
+from a3c_jax.config import Config
+from a3c_jax.procs import SHM_PREFIX, WorkerProcessError, train_one_seed_processes
+
+CFG = Config(algo="a3c", backend="processes", workers=2, total_steps=4_000, seeds=(0,),
+             progress=False, lr_anneal=False)
+
+
+def segments():
+    return {n for n in os.listdir("/dev/shm") if n.startswith(SHM_PREFIX)}
+
+
+def test_process_backend_runs_and_cleans_up():
+    before = segments()
+    algo = build_async_algorithm(CFG)
+    flat, acct, records, stopped = train_one_seed_processes(algo, 0)
+    assert stopped is None
+    assert CFG.total_steps <= acct["T"] < CFG.total_steps + CFG.steps_per_update
+    assert len(records) == acct["lost"]["updates"] == acct["T"] // CFG.steps_per_update
+    assert {r.worker for r in records} == {0, 1}
+    assert sorted(r.version_written for r in records) == list(range(1, len(records) + 1))
+    assert acct["lost"]["lost_min"] == 0
+    assert np.all(np.isfinite(flat)) and not np.allclose(flat, algo.init_flat_params(0))
+    assert segments() == before
+
+
+def test_sigkilled_worker_fails_the_run_and_leaves_no_segment():
+    before = segments()
+    algo = build_async_algorithm(CFG.replace(total_steps=50_000_000))
+
+    def kill_later(procs):
+        threading.Timer(1.0, os.kill, args=(procs[1].pid, signal.SIGKILL)).start()
+
+    t0 = time.monotonic()
+    _, _, records, stopped = train_one_seed_processes(algo, 0, on_start=kill_later)
+    assert time.monotonic() - t0 < 120
+    assert isinstance(stopped, WorkerProcessError)
+    assert stopped.worker == 1 and "SIGKILL" in str(stopped)
+    assert segments() == before
+
+
+def test_interrupt_in_parent_stops_workers_and_unlinks():
+    before = segments()
+    algo = build_async_algorithm(CFG.replace(total_steps=50_000_000))
+    calls = [0]
+
+    def progress(_):
+        calls[0] += 1
+        if calls[0] == 40:
+            raise KeyboardInterrupt
+
+    _, _, records, stopped = train_one_seed_processes(algo, 0, on_progress=progress)
+    assert isinstance(stopped, KeyboardInterrupt)
+    assert segments() == before
+
+
+def test_worker_exception_is_reported_with_traceback(tmp_path):
+    from a3c_jax.runner import run
+
+    with pytest.raises(WorkerProcessError, match="(?s)worker \\d failed.*Traceback"):
+        # the loss is traced only inside the worker processes, so the error is raised there
+        run(CFG.replace(out=str(tmp_path / "r"), algo="a3c", hidden=(8,)),
+            loss_fn=_raising_loss)
+    assert (tmp_path / "r" / "config.json").exists()
+
+
+def _raising_loss(params, apply_fn, traj, cfg):
+    raise ValueError("loss refused")
+
+
+@pytest.mark.learning
+def test_a3c_learns_cartpole_on_processes():
+    cfg = Config(algo="a3c", backend="processes", workers=2, total_steps=1_000_000,
+                 seeds=(0,), progress=False, log_interval=1_000, stop_return=475.0)
+    algo = build_async_algorithm(cfg)
+    flat, acct, records, stopped = train_one_seed_processes(algo, 0)
+    assert stopped is None
+    from a3c_jax.async_driver import rows_from_records
+
+    rows = rows_from_records(cfg, 0, records)
+    steps = np.array([r["env_steps"] for r in rows])
+    sm = runlog.smoothed_returns(steps, np.array([r["episode_return"] for r in rows]),
+                                 np.array([r["episodes"] for r in rows]), 10_000)
+    first = runlog.steps_to_threshold(steps, sm, 475.0)
+    print(f"processes: env steps to 475 = {first}")
+    assert np.isfinite(first) and first <= 1_000_000
