@@ -472,6 +472,8 @@ def plot_scaling(table: pd.DataFrame, path: str | os.PathLike, x: str = "total_e
     axes[1].set_ylabel("env steps per second")
     for ax in axes:
         ax.set_xscale("log", base=2)
+        ax.set_xticks(xs, [f"{int(v)}" for v in xs])
+        ax.minorticks_off()
         ax.set_xlabel("workers x envs per worker (a3c) / envs (a2c)")
         ax.grid(alpha=0.3, which="both")
         ax.legend(fontsize="small")
