@@ -103,6 +103,46 @@ class Trainer:
         """The whole budget in one scan; jit it, or vmap it over seeds."""
         return self.run_chunk(self.init(key), self.num_updates)
 
+    def train_sharded(self, key) -> tuple[TrainState, UpdateMetrics]:
+        """``train`` with the env batch split over all local devices (one seed)."""
+        state = self.shard(jax.jit(self.init)(key))
+        return jax.jit(lambda s: self.run_chunk(s, self.num_updates))(state)
+
+    # --- sharding the environment batch over local devices --------------------------------
+    def env_mesh(self):
+        """A 1-D mesh over the local devices, or None when there is one device or the env
+        batch does not divide evenly."""
+        n = jax.local_device_count()
+        if n <= 1 or self.config.num_envs % n:
+            return None
+        return jax.make_mesh((n,), ("envs",), axis_types=(jax.sharding.AxisType.Auto,))
+
+    def shard(self, state: TrainState, batch_axis: int = 0) -> TrainState:
+        """Place ``state`` so the env axis (``batch_axis``: 0, or 1 under a seed vmap) is split
+        over the local devices and everything else is replicated. Jitting the update on such
+        a state partitions the unroll across devices (XLA SPMD); the loss' mean over envs
+        becomes an all-reduce. A no-op on one device."""
+        mesh = self.env_mesh()
+        if mesh is None:
+            return state
+        from jax.sharding import NamedSharding, PartitionSpec as P
+
+        n = self.config.num_envs
+
+        def place(x, split: bool):
+            shape = getattr(x, "shape", ())
+            if split and len(shape) > batch_axis and shape[batch_axis] == n:
+                spec = P(*([None] * batch_axis + ["envs"]))
+            else:
+                spec = P()
+            return jax.device_put(x, NamedSharding(mesh, spec))
+
+        return state.replace(
+            env_state=jax.tree.map(lambda x: place(x, True), state.env_state),
+            params=jax.tree.map(lambda x: place(x, False), state.params),
+            opt_state=jax.tree.map(lambda x: place(x, False), state.opt_state),
+            key=place(state.key, False), update=place(state.update, False))
+
     def train_seeds(self, seeds) -> tuple[TrainState, UpdateMetrics]:
         """All seeds in one jitted, vmapped call; metrics are [num_seeds, num_updates]."""
         keys = jax.vmap(jax.random.key)(jnp.asarray(seeds))

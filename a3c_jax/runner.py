@@ -92,7 +92,7 @@ def run_a2c(config: Config, loss_fn: Callable | None = None, seeds=None,
     try:
         for group in groups:
             keys = jax.vmap(jax.random.key)(jnp.asarray(group))
-            state = jax.jit(jax.vmap(trainer.init))(keys)
+            state = trainer.shard(jax.jit(jax.vmap(trainer.init))(keys), batch_axis=1)
             compiled = {}
 
             def step_fn(n):
