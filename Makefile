@@ -21,7 +21,7 @@ $(DEVSTAMP): $(STAMP)
 
 ## demo: the main job on CartPole-v1; writes curves, a figure and a summary under runs/
 demo: $(STAMP)
-	$(BIN)/python experiments/train.py --algo a2c --out runs/demo
+	$(BIN)/python experiments/compare.py --out runs/demo
 
 ## test: the whole test suite
 test: $(DEVSTAMP)

@@ -1,4 +1,16 @@
-"""Networks: an actor-critic with a shared torso and separate heads, and a Q-network.
+"""Networks: actor-critics with a shared torso and separate heads, and a Q-network.
+
+Actor-critics return ``(policy, value)``. The policy output is categorical logits [..., A]
+(``ActorCritic``, discrete actions) or a ``distributions.DiagGaussian`` with a linear mean and
+a softplus variance (``GaussianActorCritic``, continuous actions: the paper's form);
+``distributions.as_distribution`` reads either. ``RecurrentActorCritic`` puts an LSTM after the
+torso (the paper's A3C-LSTM) and maps ``(carry, obs) -> (carry, (policy, value))``; its carry
+is reset by the caller at episode boundaries (``rollout.unroll_recurrent``,
+``losses.recurrent_actor_critic_segment_loss``). ``make_actor_critic`` picks among them from
+the environment's action space and the config.
+
+With ``obs_norm`` the network standardises its input with running statistics held in the
+non-trainable variable collection ``"obs_norm"`` (see ``a3c_jax.normalization``).
 
 The MLP torso serves vector observations. The conv torso is the paper's Atari network
 (conv 16x8x8/4, conv 32x4x4/2, dense 256) adapted to MinAtar's 10x10xC frames: the same two
@@ -8,12 +20,14 @@ dense 256 layer.
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Any, Sequence
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+from a3c_jax import distributions, normalization
 
 
 def _dense(features: int, scale: float = np.sqrt(2.0)) -> nn.Dense:
@@ -63,19 +77,104 @@ def resolve_torso(kind: str, obs_shape: tuple[int, ...]) -> str:
     return kind
 
 
+def _obs_ndim(torso: str) -> int:
+    return 3 if torso == "conv" else 1
+
+
+def normalize_obs(module: nn.Module, obs: jax.Array, obs_ndim: int, clip: float = 10.0
+                  ) -> jax.Array:
+    """Standardise ``obs`` with the running statistics in ``module``'s ``"obs_norm"``
+    collection (declared here; read-only under ``apply``; no gradient reaches them)."""
+    shape = obs.shape[obs.ndim - obs_ndim:]
+    init = normalization.init_stats(shape)
+    col = normalization.COLLECTION
+    mean = module.variable(col, "mean", lambda: init["mean"]).value
+    var = module.variable(col, "var", lambda: init["var"]).value
+    module.variable(col, "count", lambda: init["count"])
+    mean, var = jax.lax.stop_gradient(mean), jax.lax.stop_gradient(var)
+    return jnp.clip((obs - mean) / jnp.sqrt(var + 1e-8), -clip, clip)
+
+
+def _policy_head(discrete: bool, action_dim: int, z: jax.Array):
+    """Logits [..., A], or the paper's Gaussian: linear mean, softplus variance [..., D]."""
+    if discrete:
+        return _dense(action_dim, scale=0.01)(z)
+    mean = _dense(action_dim, scale=0.01)(z)
+    var_pre = _dense(action_dim, scale=0.01)(z)
+    return distributions.gaussian_from_outputs(mean, var_pre)
+
+
 class ActorCritic(nn.Module):
     """Returns (policy logits [..., A], value [...]) from one shared torso."""
 
     num_actions: int
     torso: str = "mlp"
     hidden: Sequence[int] = (64, 64)
+    obs_norm: bool = False
 
     @nn.compact
     def __call__(self, obs: jax.Array) -> tuple[jax.Array, jax.Array]:
+        if self.obs_norm:
+            obs = normalize_obs(self, obs, _obs_ndim(self.torso))
         z = make_torso(self.torso, self.hidden)(obs)
         logits = _dense(self.num_actions, scale=0.01)(z)
         value = _dense(1, scale=1.0)(z)[..., 0]
         return logits, value
+
+
+class GaussianActorCritic(nn.Module):
+    """Returns (``DiagGaussian`` over [..., D] actions, value [...]): linear mean, softplus
+    variance (the paper's continuous-control head), one shared torso."""
+
+    action_dim: int
+    torso: str = "mlp"
+    hidden: Sequence[int] = (64, 64)
+    obs_norm: bool = False
+
+    @nn.compact
+    def __call__(self, obs: jax.Array) -> tuple[distributions.DiagGaussian, jax.Array]:
+        if self.obs_norm:
+            obs = normalize_obs(self, obs, _obs_ndim(self.torso))
+        z = make_torso(self.torso, self.hidden)(obs)
+        dist = _policy_head(False, self.action_dim, z)
+        value = _dense(1, scale=1.0)(z)[..., 0]
+        return dist, value
+
+
+LSTMCarry = tuple[jax.Array, jax.Array]
+
+
+def zero_carry(batch_shape: tuple[int, ...], lstm_size: int) -> LSTMCarry:
+    """The LSTM carry (c, h) at an episode start: zeros [*batch_shape, lstm_size]."""
+    z = jnp.zeros(tuple(batch_shape) + (lstm_size,), jnp.float32)
+    return (z, z)
+
+
+class RecurrentActorCritic(nn.Module):
+    """Torso, then an LSTM of ``lstm_size`` cells (the paper's A3C-LSTM uses 256), then the
+    policy and value heads. ``(carry, obs) -> (carry, (policy, value))`` for one time step;
+    ``carry`` is (c, h), each [..., lstm_size] with the leading dims of ``obs``."""
+
+    action_dim: int
+    discrete: bool = True
+    torso: str = "mlp"
+    hidden: Sequence[int] = (64, 64)
+    lstm_size: int = 256
+    obs_norm: bool = False
+
+    @nn.compact
+    def __call__(self, carry: LSTMCarry, obs: jax.Array) -> tuple[LSTMCarry, tuple[Any,
+                                                                                   jax.Array]]:
+        if self.obs_norm:
+            obs = normalize_obs(self, obs, _obs_ndim(self.torso))
+        z = make_torso(self.torso, self.hidden)(obs)
+        carry, z = nn.OptimizedLSTMCell(self.lstm_size, name="lstm")(carry, z)
+        policy = _policy_head(self.discrete, self.action_dim, z)
+        value = _dense(1, scale=1.0)(z)[..., 0]
+        return carry, (policy, value)
+
+    def initial_carry(self, batch_shape: tuple[int, ...]) -> LSTMCarry:
+        return zero_carry(batch_shape, self.lstm_size)
 
 
 class QNetwork(nn.Module):
@@ -91,13 +190,36 @@ class QNetwork(nn.Module):
         return _dense(self.num_actions, scale=1.0)(z)
 
 
-def make_actor_critic(config, env) -> ActorCritic:
-    """The actor-critic for ``env`` as the config describes it."""
-    if not env.discrete:
-        raise ValueError(f"env: {env.name} has a continuous action space; the actor-critic "
-                         "here is categorical")
+def is_recurrent(network: nn.Module) -> bool:
+    return isinstance(network, RecurrentActorCritic)
+
+
+def make_actor_critic(config, env) -> nn.Module:
+    """The actor-critic for ``env`` as the config describes it: categorical or Gaussian policy
+    from ``env.discrete``; an LSTM after the torso with ``config.recurrent``; observation
+    statistics with ``config.obs_norm`` (per-action-space default when unset)."""
+    from a3c_jax.config import resolve_defaults
+
+    config = resolve_defaults(config)
     torso = resolve_torso(config.torso, env.obs_shape)
-    return ActorCritic(num_actions=env.num_actions, torso=torso, hidden=tuple(config.hidden))
+    hidden = tuple(config.hidden)
+    if config.recurrent:
+        return RecurrentActorCritic(action_dim=env.action_dim, discrete=env.discrete,
+                                    torso=torso, hidden=hidden, lstm_size=config.lstm_size,
+                                    obs_norm=config.obs_norm)
+    if env.discrete:
+        return ActorCritic(num_actions=env.num_actions, torso=torso, hidden=hidden,
+                           obs_norm=config.obs_norm)
+    return GaussianActorCritic(action_dim=env.action_dim, torso=torso, hidden=hidden,
+                               obs_norm=config.obs_norm)
+
+
+def init_actor_critic(network: nn.Module, key: jax.Array, obs_shape: tuple[int, ...]):
+    """Initial variables of any actor-critic above, from a dummy batch of one observation."""
+    dummy = jnp.zeros((1,) + tuple(obs_shape), jnp.float32)
+    if is_recurrent(network):
+        return network.init(key, network.initial_carry((1,)), dummy)
+    return network.init(key, dummy)
 
 
 def make_q_network(config, env) -> QNetwork:

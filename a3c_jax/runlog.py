@@ -91,12 +91,26 @@ def save_params(run_dir: str | os.PathLike, seed: int, params) -> Path:
 
 
 def load_params(run_dir: str | os.PathLike, seed: int, template):
-    """Load parameters saved by ``save_params`` into the structure of ``template``."""
+    """Load parameters saved by ``save_params`` into the structure of ``template``.
+
+    Raises ValueError when the checkpoint's tree or any array shape differs from the template
+    (flax would otherwise drop or keep mismatched entries silently).
+    """
+    import jax
     from flax import serialization
 
     path = Path(run_dir) / f"params_seed{seed}.msgpack"
     with open(path, "rb") as f:
-        return serialization.from_bytes(template, f.read())
+        raw = serialization.msgpack_restore(f.read())
+    want = serialization.to_state_dict(template)
+    if jax.tree.structure(raw) != jax.tree.structure(want):
+        raise ValueError(f"{path}: checkpoint structure does not match the network "
+                         f"(was it trained with another config?)")
+    for a, b in zip(jax.tree.leaves(raw), jax.tree.leaves(want)):
+        if np.shape(a) != np.shape(b):
+            raise ValueError(f"{path}: checkpoint array of shape {np.shape(a)} where the "
+                             f"network has {np.shape(b)}")
+    return serialization.from_state_dict(template, raw)
 
 
 def aggregate(rows: Sequence[dict], key: str = "episode_return", weight: str = "episodes"

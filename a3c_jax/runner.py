@@ -89,17 +89,18 @@ def run_a2c(config: Config, loss_fn: Callable | None = None, seeds=None,
     params: dict[int, Any] = {}
     interrupted = False
     bar = _progress(config, "a2c")
+    init = jax.jit(jax.vmap(trainer.init))
+    compiled: dict = {}
     try:
         for group in groups:
             keys = jax.vmap(jax.random.key)(jnp.asarray(group))
-            state = trainer.shard(jax.jit(jax.vmap(trainer.init))(keys), batch_axis=1)
-            compiled = {}
+            state = trainer.shard(init(keys), batch_axis=1)
 
             def step_fn(n):
-                if n not in compiled:
-                    compiled[n] = jax.jit(jax.vmap(lambda s: trainer.run_chunk(s, n))).lower(
-                        state).compile()
-                return compiled[n]
+                if (n, len(group)) not in compiled:  # seeds of one size share executables
+                    compiled[n, len(group)] = jax.jit(
+                        jax.vmap(lambda s: trainer.run_chunk(s, n))).lower(state).compile()
+                return compiled[n, len(group)]
 
             step_fn(chunk)
             done = 0

@@ -1,0 +1,76 @@
+"""Running observation statistics, pure: (mean, var, count) merged batch by batch.
+
+The statistics live in the network's variables as a non-trainable collection ``"obs_norm"``
+(``{"mean": [*obs_shape], "var": [*obs_shape], "count": []}``): the network reads them to
+normalise its input (``networks.normalize_obs``), so they are saved and loaded with the
+parameters and any ``apply`` of a checkpoint normalises the way training did. They carry no
+gradient; the drivers update them from each segment's observations after the gradient step
+(``update_params``), never through the optimiser (whose step is exactly zero on them).
+
+Merging uses the parallel form of Welford's algorithm (Chan et al.): for a batch of n samples
+with mean m_b and variance v_b,
+
+    delta = m_b - mean;  N = count + n
+    mean' = mean + delta n / N
+    var'  = (var count + v_b n + delta^2 count n / N) / N
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+COLLECTION = "obs_norm"
+INIT_COUNT = 1e-4   # the prior (mean 0, var 1) weighs as much as 1e-4 samples
+
+
+def init_stats(shape: tuple[int, ...]) -> dict:
+    return {"mean": jnp.zeros(shape, jnp.float32), "var": jnp.ones(shape, jnp.float32),
+            "count": jnp.full((), INIT_COUNT, jnp.float32)}
+
+
+def update_stats(stats: dict, batch: jax.Array) -> dict:
+    """Merge the samples of ``batch`` [..., *obs_shape] (leading axes are samples)."""
+    event_ndim = stats["mean"].ndim
+    x = batch.reshape((-1,) + batch.shape[batch.ndim - event_ndim:]).astype(jnp.float32)
+    n = jnp.asarray(x.shape[0], jnp.float32)
+    b_mean = jnp.mean(x, axis=0)
+    b_var = jnp.var(x, axis=0)
+    count = stats["count"]
+    total = count + n
+    delta = b_mean - stats["mean"]
+    mean = stats["mean"] + delta * n / total
+    m2 = stats["var"] * count + b_var * n + jnp.square(delta) * count * n / total
+    return {"mean": mean, "var": m2 / total, "count": total}
+
+
+def merge_stats(a: dict, b: dict) -> dict:
+    """Statistics of the union of two sample sets (e.g. two workers')."""
+    total = a["count"] + b["count"]
+    delta = b["mean"] - a["mean"]
+    mean = a["mean"] + delta * b["count"] / total
+    m2 = a["var"] * a["count"] + b["var"] * b["count"] + jnp.square(delta) * a["count"] * \
+        b["count"] / total
+    return {"mean": mean, "var": m2 / total, "count": total}
+
+
+def has_stats(params: Any) -> bool:
+    return isinstance(params, dict) and COLLECTION in params
+
+
+def get_stats(params: dict) -> dict:
+    return params[COLLECTION]
+
+
+def set_stats(params: dict, stats: dict) -> dict:
+    return {**params, COLLECTION: stats}
+
+
+def update_params(params: Any, obs: jax.Array) -> Any:
+    """``params`` with their observation statistics updated from ``obs``; a no-op for
+    networks without the collection."""
+    if not has_stats(params):
+        return params
+    return set_stats(params, update_stats(get_stats(params), obs))

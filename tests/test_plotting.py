@@ -1,0 +1,170 @@
+"""plotting: tidy tables of runs of both algorithms, seed aggregates with bootstrap bands,
+the comparison figure and the summary files.
+
+One tiny A2C run is trained once and copied; the copy's config.json is relabelled a3c
+(W=2, E=1), which is all ``load_runs`` reads to tell the algorithms apart.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from a3c_jax import plotting, runlog
+from a3c_jax.config import Config
+from a3c_jax.runner import run
+
+SEEDS = (0, 1, 2)
+PNG = b"\x89PNG"
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("runs")
+    config = Config(algo="a2c", num_envs=2, total_steps=4000, seeds=SEEDS, progress=False,
+                    out=str(root / "a2c"))
+    run(config)
+    shutil.copytree(root / "a2c", root / "a3c")
+    path = root / "a3c" / "config.json"
+    data = json.loads(path.read_text())
+    data.update(algo="a3c", workers=2, envs_per_worker=1)
+    path.write_text(json.dumps(data))
+    return root
+
+
+@pytest.fixture(scope="module")
+def df(runs):
+    return plotting.load_runs([runs / "a3c", runs / "a2c"])
+
+
+def test_load_runs_reads_both_algorithms_into_one_tidy_table(runs, df):
+    n_rows = sum(len(runlog.read_csv(runs / d / "metrics.csv")) for d in ("a3c", "a2c"))
+    assert len(df) == n_rows
+    for col in runlog.METRIC_COLUMNS + ("run", "algo", "env", "workers", "envs_per_worker",
+                                        "num_envs", "lr", "method", "total_envs"):
+        assert col in df.columns, col
+    assert set(df["algo"]) == {"a2c", "a3c"}
+    assert set(df["run"]) == {"a2c", "a3c"}
+    assert set(df["method"]) == {"a2c N=2", "a3c W=2 E=1"}
+    assert (df["total_envs"] == 2).all()
+    assert (df["env"] == "CartPole-v1").all() and np.allclose(df["lr"], Config().lr)
+    assert set(df["seed"]) == set(SEEDS)
+
+
+def test_load_runs_labels_override_method(runs):
+    df = plotting.load_runs([runs / "a2c"], labels=["baseline"])
+    assert set(df["method"]) == {"baseline"}
+    with pytest.raises(ValueError, match="labels"):
+        plotting.load_runs([runs / "a2c"], labels=["a", "b"])
+
+
+def test_smoothed_matches_runlog_per_seed(df):
+    sm = plotting.smoothed(df, window_steps=200)
+    g = sm[(sm["run"] == "a2c") & (sm["seed"] == 1)].sort_values("env_steps")
+    want = runlog.smoothed_returns(g["env_steps"].to_numpy(), g["episode_return"].to_numpy(),
+                                   g["episodes"].to_numpy(), 200)
+    np.testing.assert_allclose(g["smoothed"].to_numpy(), want, equal_nan=True)
+
+
+def test_interpolate_puts_every_seed_on_one_grid(df):
+    for x in ("env_steps", "wall_time_s"):
+        curves = plotting.interpolate(df, x=x, num=50)
+        for _, g in curves.groupby("method"):
+            grids = [c[x].to_numpy() for _, c in g.groupby(["run_dir", "seed"])]
+            assert len(grids) == len(SEEDS)
+            assert all(np.array_equal(grids[0], gr) for gr in grids)
+            assert len(grids[0]) == 50
+        agg = plotting.aggregate_curves(curves, x=x)
+        ok = agg["estimate"].notna()
+        assert ok.mean() > 0.9
+        assert (agg.loc[ok, "lo"] <= agg.loc[ok, "estimate"] + 1e-9).all()
+        assert (agg.loc[ok, "estimate"] <= agg.loc[ok, "hi"] + 1e-9).all()
+
+
+def test_bootstrap_ci_contains_the_mean_and_is_reproducible():
+    values = np.random.default_rng(0).normal(100.0, 20.0, size=(5, 30))
+    est, lo, hi = plotting.bootstrap_ci(values, "mean", n_boot=500)
+    np.testing.assert_allclose(est, values.mean(axis=0))
+    assert np.all(lo <= est) and np.all(est <= hi) and np.all(lo < hi)
+    again = plotting.bootstrap_ci(values, "mean", n_boot=500)
+    np.testing.assert_array_equal(lo, again[1])
+    np.testing.assert_array_equal(hi, again[2])
+    est1, lo1, hi1 = plotting.bootstrap_ci(values[:1], "mean")
+    np.testing.assert_array_equal(est1, lo1)
+    np.testing.assert_array_equal(est1, hi1)
+
+
+def test_iqm_trims_a_quarter_each_side():
+    est, lo, hi = plotting.bootstrap_ci(np.array([1.0, 2.0, 3.0, 4.0, 100.0]), "iqm")
+    assert est == pytest.approx(3.0)
+    assert lo <= est <= hi
+    with pytest.raises(ValueError, match="stat"):
+        plotting.bootstrap_ci(np.ones(3), "median")
+
+
+def test_final_return_hand_computed():
+    steps = np.array([100, 200, 300, 400, 500, 600, 700, 800, 900, 1000])
+    ret = np.array([1, 1, 1, 1, 1, 1, 1, 1, 10.0, 20.0])
+    eps = np.array([1, 1, 1, 1, 1, 1, 1, 1, 1, 3])
+    assert plotting.final_return(steps, ret, eps, frac=0.2) == pytest.approx((10 + 60) / 4)
+    assert plotting.final_return(steps, ret, eps, frac=0.0) == pytest.approx(20.0)
+    assert np.isnan(plotting.final_return(steps, ret, np.zeros(10), frac=0.5))
+
+
+def test_thresholds_hand_computed():
+    steps = np.arange(1, 11) * 100.0
+    df = pd.DataFrame({"algo": "a2c", "seed": 0, "env_steps": steps, "wall_time_s": steps / 50,
+                       "episode_return": steps / 10, "episodes": 1, "staleness": 0.0,
+                       "run": "r", "method": "m", "env": "CartPole-v1", "workers": 2,
+                       "envs_per_worker": 1, "num_envs": 4, "total_envs": 4, "lr": 1e-3,
+                       "total_steps": 1000})
+    df = plotting.smoothed(df, window_steps=1)   # window of one row: smoothed == raw
+    table = plotting.summary_table(df, threshold=55.0)
+    row = table.iloc[0]
+    assert row["steps_to_threshold"] == 600 and row["seconds_to_threshold"] == 12
+    assert row["reached"] == 1 and row["env_steps_per_s"] == pytest.approx(50.0)
+    assert np.isnan(plotting.summary_table(df, threshold=1e9).iloc[0]["steps_to_threshold"])
+
+
+def test_comparison_figure_and_summary_files(df, tmp_path):
+    fig = plotting.plot_comparison(df, tmp_path / "comparison.png", threshold=30,
+                                   n_boot=200)
+    assert fig.read_bytes()[:4] == PNG
+    fig_iqm = plotting.plot_comparison(df, tmp_path / "iqm.png", stat="iqm", n_boot=200)
+    assert fig_iqm.read_bytes()[:4] == PNG
+    table = plotting.summary_table(df, threshold=30)
+    assert list(table.columns) == list(plotting.SUMMARY_COLUMNS)
+    assert set(table["method"]) == {"a2c N=2", "a3c W=2 E=1"}
+    assert (table["seeds"] == len(SEEDS)).all()
+    assert (table["final_return_lo"] <= table["final_return"]).all()
+    assert (table["final_return"] <= table["final_return_hi"]).all()
+    csv_path, md_path = plotting.write_summary(table, tmp_path)
+    back = pd.read_csv(csv_path)
+    assert list(back.columns) == list(plotting.SUMMARY_COLUMNS) and len(back) == 2
+    md = md_path.read_text()
+    assert "a3c W=2 E=1" in md and "a2c N=2" in md and "final return" in md
+    assert not list(tmp_path.glob(".*tmp*")), "no temporary files left behind"
+
+
+def test_lr_scatter_and_scaling_plots(df, tmp_path):
+    sweep = pd.DataFrame({"algo": ["a2c", "a2c", "a3c"], "lr": [1e-4, 1e-3, 1e-3],
+                          "seed": [0, 0, 0], "final_return": [20.0, 50.0, 40.0]})
+    assert plotting.plot_lr_scatter(sweep, tmp_path / "lr.png").read_bytes()[:4] == PNG
+    assert plotting.plot_lr_scatter(df, tmp_path / "lr2.png").read_bytes()[:4] == PNG
+    table = pd.DataFrame({"algo": ["a3c", "a3c", "a3c"], "method": ["w1", "w2", "w4"],
+                          "total_envs": [1, 2, 4], "seconds_to_threshold": [8.0, 4.0, 2.5],
+                          "env_steps_per_s": [100.0, 180.0, 200.0],
+                          "steps_to_threshold": [800.0, 800.0, 1000.0]})
+    scaled = plotting.scaling_table(table)
+    np.testing.assert_allclose(scaled["speedup"], [1.0, 2.0, 3.2])
+    np.testing.assert_allclose(scaled["throughput_speedup"], [1.0, 1.8, 2.0])
+    np.testing.assert_allclose(scaled["steps_ratio"], [1.0, 1.0, 0.8])
+    assert plotting.plot_scaling(table, tmp_path / "s.png").read_bytes()[:4] == PNG
+
+
+def test_plot_run_still_written_by_the_runner(runs):
+    assert (runs / "a2c" / "returns.png").read_bytes()[:4] == PNG

@@ -1,0 +1,173 @@
+"""Smoke tests of the experiment scripts at tiny budgets: each runs as a subprocess, exits 0 and
+writes the files it promises, with the right columns.
+
+Each script runs both algorithms where it can; the asynchronous side needs ``a3c_jax.a3c``.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from a3c_jax import plotting
+
+REPO = Path(__file__).resolve().parent.parent
+EXPERIMENTS = REPO / "experiments"
+HAVE_A3C = importlib.util.find_spec("a3c_jax.a3c") is not None
+ALGOS = ["a3c", "a2c"] if HAVE_A3C else ["a2c"]
+TINY = ["--total-steps", "3000", "--no-progress"]
+
+
+def script(name: str, *args: str, expect: int = 0) -> subprocess.CompletedProcess:
+    env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    proc = subprocess.run([sys.executable, str(EXPERIMENTS / name), *args], cwd=REPO,
+                          env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == expect, f"{name} exited {proc.returncode}\n{proc.stdout}\n" \
+                                      f"{proc.stderr}"
+    return proc
+
+
+def load_module(name: str):
+    spec = importlib.util.spec_from_file_location(name, EXPERIMENTS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module   # dataclasses need the module registered
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def compared(tmp_path_factory):
+    """One compare.py run (a2c only, the promised fallback before a3c), reused below."""
+    out = tmp_path_factory.mktemp("compare")
+    proc = script("compare.py", "--algos", "a2c", "--seeds", "0", "1", "--threshold", "20",
+                  "--out", str(out), *TINY)
+    return out, proc
+
+
+def test_compare_a2c_only_writes_runs_figure_and_summary(compared):
+    out, proc = compared
+    run_dir = out / "a2c"
+    for f in ("config.json", "metrics.csv", "params_seed0.msgpack", "params_seed1.msgpack"):
+        assert (run_dir / f).exists(), f
+    config = json.loads((run_dir / "config.json").read_text())
+    assert config["algo"] == "a2c" and config["num_envs"] == 2 and not config["vmap_seeds"]
+    assert (out / "comparison.png").read_bytes()[:4] == b"\x89PNG"
+    table = pd.read_csv(out / "summary.csv")
+    assert list(table.columns) == list(plotting.SUMMARY_COLUMNS)
+    assert table["method"].tolist() == ["a2c N=2"] and table["seeds"].tolist() == [2]
+    assert "a2c N=2" in (out / "summary.md").read_text()
+    assert f"figure: {out / 'comparison.png'}" in proc.stdout
+
+
+@pytest.mark.skipif(not HAVE_A3C, reason="needs a3c_jax.a3c")
+def test_compare_both_algorithms_from_one_base_config(tmp_path):
+    script("compare.py", "--seeds", "0", "--workers", "2", "--envs-per-worker", "2",
+           "--out", str(tmp_path), *TINY)
+    a3c = json.loads((tmp_path / "a3c" / "config.json").read_text())
+    a2c = json.loads((tmp_path / "a2c" / "config.json").read_text())
+    assert (a3c["algo"], a3c["workers"], a3c["envs_per_worker"]) == ("a3c", 2, 2)
+    assert (a2c["algo"], a2c["num_envs"]) == ("a2c", 4)
+    differ = {k for k in a3c if a3c[k] != a2c[k]}
+    assert differ <= {"algo", "num_envs", "workers", "envs_per_worker", "out", "vmap_seeds"}
+    table = pd.read_csv(tmp_path / "summary.csv")
+    assert sorted(table["method"]) == ["a2c N=4", "a3c W=2 E=2"]
+    assert (table["total_envs"] == 4).all()
+
+
+def test_compare_rejects_an_invalid_config(tmp_path, capsys):
+    compare = load_module("compare")
+    assert compare.main(["--algos", "a2c", "--total-steps", "1", "--out", str(tmp_path)]) == 2
+    assert "total_steps" in capsys.readouterr().err
+    assert not (tmp_path / "a2c").exists()
+
+
+def test_lr_sweep_writes_tidy_csv_and_scatter(tmp_path):
+    script("lr_sweep.py", "--num-lrs", "2", "--seeds", "0", "1", "--algos", *ALGOS,
+           "--out", str(tmp_path), *TINY)
+    df = pd.read_csv(tmp_path / "lr_sweep.csv")
+    assert list(df.columns) == ["algo", "lr", "seed", "final_return"]
+    assert sorted(df["algo"].unique()) == sorted(ALGOS)
+    assert len(df) == 2 * 2 * len(ALGOS)
+    assert df["lr"].between(1e-4, 1e-2).all() and df["lr"].nunique() == 2
+    assert np.isfinite(df["final_return"]).all()
+    assert (tmp_path / "lr_scatter.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_lr_sweep_vmaps_a_traced_learning_rate_exactly():
+    import jax
+    import jax.numpy as jnp
+
+    from a3c_jax.a2c import make_train
+    from a3c_jax.config import Config
+
+    lr_sweep = load_module("lr_sweep")
+    lrs = lr_sweep.sample_lrs(12, 1e-4, 1e-2, seed=0)
+    assert np.array_equal(lrs, lr_sweep.sample_lrs(12, 1e-4, 1e-2, seed=0))
+    assert lrs.min() >= 1e-4 and lrs.max() <= 1e-2 and np.all(np.diff(lrs) > 0)
+    config = Config(num_envs=2, total_steps=500, progress=False)
+    keys = jax.vmap(jax.random.key)(jnp.asarray([0, 1]))
+    train = lr_sweep.make_train_with_lr(config)
+    both = jax.jit(jax.vmap(jax.vmap(train, in_axes=(0, None)), in_axes=(None, 0)))
+    lrs = np.array([3e-4, 5e-3], np.float32)
+    m = jax.device_get(both(keys, jnp.asarray(lrs)))
+    # the second learning rate against a trainer built with it as a Python float
+    ref = jax.device_get(jax.jit(jax.vmap(make_train(config.replace(lr=float(lrs[1]))).train))(
+        keys)[1])
+    np.testing.assert_allclose(m.total_loss[1], ref.total_loss, rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(m.episodes[1], ref.episodes)
+    assert not np.allclose(m.total_loss[0], m.total_loss[1])
+
+
+def test_scaling_writes_table_and_plot(tmp_path):
+    proc = script("scaling.py", "--workers", "1", "2", "--algos", *ALGOS, "--threshold", "20",
+                  "--out", str(tmp_path), *TINY)
+    assert f"os.cpu_count() = {os.cpu_count()}" in proc.stdout
+    table = pd.read_csv(tmp_path / "scaling.csv")
+    for col in ("method", "algo", "total_envs", "steps_to_threshold", "seconds_to_threshold",
+                "speedup", "env_steps_per_s", "throughput_speedup"):
+        assert col in table.columns, col
+    assert len(table) == 2 * len(ALGOS)
+    for _, g in table.groupby("algo"):
+        assert g.sort_values("total_envs")["throughput_speedup"].iloc[0] == 1.0
+    assert "speedup" in (tmp_path / "scaling.md").read_text()
+    assert (tmp_path / "scaling.png").read_bytes()[:4] == b"\x89PNG"
+    for d in (["a3c_W1", "a3c_W2"] if HAVE_A3C else []) + ["a2c_N1", "a2c_N2"]:
+        assert (tmp_path / d / "metrics.csv").exists(), d
+
+
+def _check_eval(path: Path, mode: str, episodes: int) -> None:
+    report = json.loads(path.read_text())
+    assert report["mode"] == mode and report["episodes"] == episodes
+    assert set(report["seeds"]) == {"0", "1"}
+    for r in report["seeds"].values():
+        assert len(r["returns"]) == episodes
+        assert r["mean"] == pytest.approx(np.mean(r["returns"]))
+        assert r["unfinished"] == 0 and min(r["returns"]) >= 1
+    assert report["mean"] == pytest.approx(
+        np.mean([x for r in report["seeds"].values() for x in r["returns"]]))
+
+
+def test_evaluate_writes_eval_json(compared):
+    out, _ = compared
+    proc = script("evaluate.py", str(out / "a2c"), "--episodes", "8")
+    _check_eval(out / "a2c" / "eval.json", "greedy", 8)
+    assert "return" in proc.stdout
+
+
+def test_evaluate_sampled_and_missing_checkpoint_in_process(compared, tmp_path, capsys):
+    out, _ = compared
+    evaluate = load_module("evaluate")
+    target = tmp_path / "sampled.json"
+    assert evaluate.main([str(out / "a2c"), "--episodes", "6", "--mode", "sampled",
+                          "--out", str(target)]) == 0
+    _check_eval(target, "sampled", 6)
+    assert evaluate.main([str(out / "a2c"), "--seeds", "7"]) == 2
+    assert "no saved parameters" in capsys.readouterr().err
