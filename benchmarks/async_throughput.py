@@ -1,0 +1,153 @@
+"""Throughput of the asynchronous workers against the fully fused synchronous A2C.
+
+For W workers x E envs per worker, A3C's env steps/s and updates/s (threads, shared RMSProp,
+hogwild store), next to sync A2C with W*E envs measured in the same process; plus the
+staleness distribution, the fraction of updates lost (store probe), and a breakdown of one
+worker's update (snapshot copy, jitted step, host transfer, in-place write).
+
+    python benchmarks/async_throughput.py               # W = 1 2 4, E = 1 8
+    python benchmarks/async_throughput.py --workers 1 2 4 8 16 --seconds 5
+
+Figures are medians over --repeats runs; they depend on the machine: print, never assert.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import statistics
+import time
+
+import jax
+import numpy as np
+import tyro
+
+from a3c_jax.a2c import make_train
+from a3c_jax.a3c import A3C
+from a3c_jax.async_driver import staleness_summary, train_one_seed
+from a3c_jax.config import Config
+
+
+@dataclasses.dataclass(frozen=True)
+class Args:
+    workers: tuple[int, ...] = (1, 2, 4)
+    """Worker counts W to measure."""
+    envs_per_worker: tuple[int, ...] = (1, 8)
+    """Environments per worker E."""
+    env: str = "CartPole-v1"
+    """Environment."""
+    seconds: float = 3.0
+    """Approximate seconds per measured run."""
+    repeats: int = 3
+    """Runs per setting; medians are reported."""
+    t_max: int = 5
+    """Segment length."""
+    store_mode: str = "hogwild"
+    """Store mode for the async runs."""
+
+
+def base_config(a: Args, **kw) -> Config:
+    return Config(env=a.env, t_max=a.t_max, progress=False, seeds=(0,), lr_anneal=False,
+                  **kw)
+
+
+def measure_a3c(a: Args, w: int, e: int, rate_guess: float) -> dict:
+    steps = int(max(rate_guess * a.seconds, 2_000))
+    cfg = base_config(a, algo="a3c", workers=w, envs_per_worker=e, total_steps=steps,
+                      store_mode=a.store_mode)
+    algo = A3C(cfg)
+    algo.compile()
+    rates, urates, stale, lost = [], [], [], []
+    for r in range(a.repeats):
+        t0 = time.perf_counter()
+        store, records, stopped = train_one_seed(algo, r)
+        wall = time.perf_counter() - t0
+        if stopped is not None:
+            raise stopped
+        rates.append(store.T / wall)
+        urates.append(store.version / wall)
+        stale.append(staleness_summary(records))
+        lost.append(store.lost_updates()["lost_fraction"])
+    return {"sps": statistics.median(rates), "ups": statistics.median(urates),
+            "stale_min": min(s["min"] for s in stale),
+            "stale_mean": statistics.median(s["mean"] for s in stale),
+            "stale_max": max(s["max"] for s in stale), "lost": max(lost)}
+
+
+def measure_a2c(a: Args, n_envs: int) -> float:
+    cfg = base_config(a, algo="a2c", num_envs=n_envs, total_steps=10 ** 9)
+    trainer = make_train(cfg)
+    state = jax.jit(trainer.init)(jax.random.key(0))
+    chunk = 200
+    run = jax.jit(lambda s: trainer.run_chunk(s, chunk)).lower(state).compile()
+    state, _ = run(state)
+    jax.block_until_ready(state)
+    rates = []
+    for _ in range(a.repeats):
+        n, t0 = 0, time.perf_counter()
+        while time.perf_counter() - t0 < a.seconds / 2:
+            state, m = run(state)
+            jax.block_until_ready(state.params)
+            n += chunk
+        rates.append(n * cfg.steps_per_update / (time.perf_counter() - t0))
+    return statistics.median(rates)
+
+
+def breakdown(a: Args, e: int, n: int = 2_000) -> dict:
+    """Microseconds per phase of one worker update (single thread, no contention)."""
+    cfg = base_config(a, algo="a3c", workers=1, envs_per_worker=e, total_steps=10 ** 9)
+    algo = A3C(cfg)
+    algo.compile()
+    from a3c_jax.async_driver import make_store
+
+    store = make_store(algo, 0)
+    local = store.new_local_state()
+    k_env, key = algo.worker_keys(0, 0)
+    env_state = algo.reset(k_env)
+    step = algo._compiled
+    P = algo.num_params
+    t = {"read": 0.0, "step": 0.0, "to_host": 0.0, "apply": 0.0}
+    for _ in range(n):
+        t0 = time.perf_counter()
+        snap = store.read()
+        t1 = time.perf_counter()
+        out, env_state, key = step(snap.params, env_state, key)
+        t2 = time.perf_counter()
+        out = np.asarray(out)
+        t3 = time.perf_counter()
+        store.apply(out[:P], snap, local)
+        t4 = time.perf_counter()
+        t["read"] += t1 - t0
+        t["step"] += t2 - t1
+        t["to_host"] += t3 - t2
+        t["apply"] += t4 - t3
+    return {k: 1e6 * v / n for k, v in t.items()} | {"params": P}
+
+
+def main(a: Args) -> None:
+    print(f"# async throughput on {a.env}; jax {jax.__version__} on "
+          f"{jax.devices()[0].platform}; os.cpu_count() = {os.cpu_count()}; "
+          f"t_max = {a.t_max}; store = {a.store_mode}; medians of {a.repeats}")
+    for e in a.envs_per_worker:
+        b = breakdown(a, e)
+        total = sum(v for k, v in b.items() if k != "params")
+        print(f"\nE = {e}: one update = {total:.0f} us  (" + ", ".join(
+            f"{k} {v:.0f}" for k, v in b.items() if k != "params") +
+            f" us; {b['params']} params; jitted step includes unroll + loss + grad)")
+        print("| W | E | A3C env steps/s | A3C updates/s | A2C (W*E envs) env steps/s | "
+              "A3C / A2C | A3C(W) / A3C(1) | staleness min/mean/max | lost |")
+        print("|---|---|---|---|---|---|---|---|---|")
+        one = None
+        guess = 1e6 / total * a.t_max * e
+        for w in a.workers:
+            r = measure_a3c(a, w, e, guess * min(w, 2))
+            sync = measure_a2c(a, w * e)
+            one = one or r["sps"]
+            print(f"| {w} | {e} | {r['sps']:,.0f} | {r['ups']:,.0f} | {sync:,.0f} | "
+                  f"{r['sps'] / sync:.2f} | {r['sps'] / one:.2f} | "
+                  f"{r['stale_min']}/{r['stale_mean']:.2f}/{r['stale_max']} | "
+                  f"{r['lost']:.2%} |", flush=True)
+
+
+if __name__ == "__main__":
+    main(tyro.cli(Args))
