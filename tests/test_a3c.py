@@ -144,15 +144,24 @@ def test_keyboard_interrupt_stops_workers_and_flushes(tmp_path, monkeypatch):
 
 def test_cli_sigint_flushes_and_exits(tmp_path):
     out = tmp_path / "sig"
+    log = open(tmp_path / "stderr.log", "w")
     proc = subprocess.Popen(
         [sys.executable, str(ROOT / "experiments" / "train.py"), "--algo", "a3c",
-         "--total-steps", "50000000", "--seeds", "0", "--out", str(out), "--no-progress",
-         "--log-interval", "500"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    time.sleep(20)  # compile, then train for a while
-    assert proc.poll() is None
+         "--total-steps", "50000000", "--seeds", "0", "--out", str(out), "--progress",
+         "--log-interval", "500"], stdout=subprocess.PIPE, stderr=log, text=True)
+    # the progress bar (on stderr) shows steps once the workers are training
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.5)
+        text = (tmp_path / "stderr.log").read_text()
+        if "step" in text and "/s" in text:
+            break
+    time.sleep(2)
+    assert proc.poll() is None, (tmp_path / "stderr.log").read_text()
     proc.send_signal(signal.SIGINT)
-    stdout, stderr = proc.communicate(timeout=60)
-    assert proc.returncode == 130, stderr
+    stdout, _ = proc.communicate(timeout=120)
+    log.close()
+    assert proc.returncode == 130, (tmp_path / "stderr.log").read_text()
     assert "interrupted" in stdout
     for name in ("config.json", "metrics.csv", "updates.csv", "params_seed0.msgpack"):
         assert (out / name).exists(), name

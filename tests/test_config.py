@@ -1,0 +1,110 @@
+"""Config.validate: every bad value is rejected with the field named; good ones pass."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import re
+
+import pytest
+
+from a3c_jax.config import Config
+
+BAD = [
+    # (changes, field the message must name)
+    (dict(env="NoSuchEnv-v0"), "env"),
+    (dict(num_envs=0), "num_envs"),
+    (dict(num_envs=-4), "num_envs"),
+    (dict(num_envs=2.0), "num_envs"),
+    (dict(num_envs=True), "num_envs"),
+    (dict(t_max=0), "t_max"),
+    (dict(t_max=-5), "t_max"),
+    (dict(total_steps=0), "total_steps"),
+    (dict(total_steps=-100), "total_steps"),
+    (dict(workers=0), "workers"),
+    (dict(workers=-1, algo="a3c"), "workers"),
+    (dict(envs_per_worker=0), "envs_per_worker"),
+    (dict(eps_anneal_steps=0), "eps_anneal_steps"),
+    (dict(target_interval=0), "target_interval"),
+    (dict(total_steps=79, num_envs=16, t_max=5), "total_steps"),    # one update is 80 steps
+    (dict(algo="a3c", total_steps=9, envs_per_worker=2, t_max=5), "total_steps"),
+    (dict(lr=math.nan), "lr"),
+    (dict(lr=math.inf), "lr"),
+    (dict(lr=-1e-3), "lr"),
+    (dict(lr=0.0), "lr"),
+    (dict(gamma=1.5), "gamma"),
+    (dict(gamma=-0.1), "gamma"),
+    (dict(gamma=math.nan), "gamma"),
+    (dict(gae_lambda=1.01), "gae_lambda"),
+    (dict(rms_decay=1.0), "rms_decay"),
+    (dict(rms_eps=0.0), "rms_eps"),
+    (dict(rms_eps=math.inf), "rms_eps"),
+    (dict(momentum=1.0), "momentum"),
+    (dict(max_grad_norm=-0.5), "max_grad_norm"),
+    (dict(max_grad_norm=math.nan), "max_grad_norm"),
+    (dict(value_coef=-1.0), "value_coef"),
+    (dict(entropy_coef=-0.01), "entropy_coef"),
+    (dict(entropy_coef=math.inf), "entropy_coef"),
+    (dict(eps_final=1.5), "eps_final"),
+    (dict(log_interval=-1), "log_interval"),
+    (dict(stop_window=0), "stop_window"),
+    (dict(stop_return=math.nan), "stop_return"),
+    (dict(seeds=()), "seeds"),
+    (dict(seeds=(0, 1, 0)), "seeds"),
+    (dict(hidden=()), "hidden"),
+    (dict(hidden=(64, 0)), "hidden"),
+    (dict(algo="a2c", optimizer="rmsprop_local"), "rmsprop_local"),
+]
+
+
+@pytest.mark.parametrize("changes,field", BAD,
+                         ids=[f"{f}:{list(c.values())}" for c, f in BAD])
+def test_bad_config_rejected_naming_field(changes, field):
+    config = Config(**changes)
+    with pytest.raises(ValueError) as err:
+        config.validate()
+    assert re.search(rf"\b{re.escape(field)}\b", str(err.value)), str(err.value)
+
+
+def test_unknown_env_message_lists_valid_ids():
+    with pytest.raises(ValueError, match="CartPole-v1"):
+        Config(env="cartpole").validate()
+
+
+GOOD = [
+    dict(),
+    dict(gamma=0.0), dict(gamma=1.0), dict(gae_lambda=0.0),
+    dict(max_grad_norm=0.0), dict(entropy_coef=0.0), dict(eps_final=-1.0), dict(eps_final=0.0),
+    dict(total_steps=80, num_envs=16, t_max=5),                    # exactly one update
+    dict(algo="a3c", optimizer="rmsprop_local", total_steps=5),
+    dict(env="Breakout-MinAtar", torso="conv"),
+    dict(seeds=(3, 1, 2)), dict(log_interval=0), dict(reduction="mean"),
+]
+
+
+@pytest.mark.parametrize("changes", GOOD, ids=[str(c) for c in GOOD])
+def test_good_config_accepted(changes):
+    config = Config(**changes)
+    assert config.validate() is config
+
+
+def test_derived_sizes():
+    sync = Config(num_envs=8, t_max=5, total_steps=1000)
+    assert not sync.is_async
+    assert sync.batch_envs == 8 and sync.steps_per_update == 40 and sync.num_updates == 25
+    async_ = Config(algo="a3c", workers=4, envs_per_worker=2, t_max=5, total_steps=1000)
+    assert async_.is_async
+    assert async_.batch_envs == 2 and async_.steps_per_update == 10
+    assert async_.num_updates == 100
+
+
+def test_frozen_and_round_trip():
+    config = Config(lr=3e-4, seeds=(0, 1), hidden=(32, 16))
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        config.lr = 1.0  # type: ignore[misc]
+    assert config.replace(lr=1e-3).lr == 1e-3 and config.lr == 3e-4
+    data = config.to_dict()
+    data["seeds"], data["hidden"] = list(data["seeds"]), list(data["hidden"])  # as from JSON
+    assert Config.from_dict(data) == config
+    with pytest.raises(ValueError, match="nonsense"):
+        Config.from_dict({**config.to_dict(), "nonsense": 1})
