@@ -6,6 +6,10 @@ over updates, ``vmap`` over the N environments inside the env adapter) that can 
 bars and wall-clock curves, ``trainer.run_chunk`` scans a fixed number of updates per call.
 
 The loss, the unroll and the optimiser are the same functions the asynchronous workers call.
+The policy distribution follows the action space (categorical or the paper's Gaussian); with
+``config.recurrent`` every environment keeps its LSTM carry in ``TrainState.carry`` across
+updates (reset at its episode ends); with observation normalisation the running statistics
+sit in the parameters' ``"obs_norm"`` collection and are updated after each gradient step.
 """
 
 from __future__ import annotations
@@ -18,8 +22,8 @@ import optax
 from flax import struct
 
 from a3c_jax import losses as losses_lib
-from a3c_jax import learner, networks, optim, rollout
-from a3c_jax.config import Config
+from a3c_jax import learner, networks, normalization, optim, rollout
+from a3c_jax.config import Config, resolve_defaults
 from a3c_jax.envs import Env, EnvState
 
 
@@ -30,6 +34,7 @@ class TrainState:
     env_state: EnvState
     key: jax.Array
     update: jax.Array  # int32 number of updates done
+    carry: Any = None  # recurrent networks: LSTM carry [B, ...] for env_state.obs
 
 
 class UpdateMetrics(NamedTuple):
@@ -61,37 +66,52 @@ class Trainer:
         if config.algo not in ("a2c",):
             raise ValueError(f"algo: the synchronous actor-critic driver runs a2c, got "
                              f"{config.algo!r}")
-        self.config = config
         self.env = Env(config.env, config.num_envs)
+        config = resolve_defaults(config, self.env)
+        self.config = config
         self.network = networks.make_actor_critic(config, self.env)
+        self.recurrent = networks.is_recurrent(self.network)
         self.apply_fn = self.network.apply
-        self.loss_fn = loss_fn or losses_lib.actor_critic_segment_loss
+        default_loss = (losses_lib.recurrent_actor_critic_segment_loss if self.recurrent
+                        else losses_lib.actor_critic_segment_loss)
+        self.loss_fn = loss_fn or default_loss
         self.loss_cfg = losses_lib.loss_config(config)
         self.num_updates = config.num_updates
         self.optimizer = optim.make_optimizer(config, self.num_updates)
-        self.policy = rollout.categorical_policy(self.apply_fn)
+        if self.recurrent:
+            self.policy = rollout.recurrent_sampling_policy(self.apply_fn)
+        else:
+            self.policy = rollout.sampling_policy(self.apply_fn)
         self.grad = learner.make_segment_grad(self.env, self.policy, self.apply_fn, self.loss_fn,
-                                              self.loss_cfg, config.t_max)
+                                              self.loss_cfg, config.t_max,
+                                              recurrent=self.recurrent)
 
     def init_params(self, key):
-        dummy = jnp.zeros((1,) + self.env.obs_shape, jnp.float32)
-        return self.network.init(key, dummy)
+        return networks.init_actor_critic(self.network, key, self.env.obs_shape)
 
     def init(self, key) -> TrainState:
         k_params, k_env, k_run = jax.random.split(key, 3)
         params = self.init_params(k_params)
+        carry = self.network.initial_carry((self.env.num_envs,)) if self.recurrent else None
         return TrainState(params=params, opt_state=self.optimizer.init(params),
                           env_state=self.env.reset(k_env), key=k_run,
-                          update=jnp.zeros((), jnp.int32))
+                          update=jnp.zeros((), jnp.int32), carry=carry)
 
     def update(self, state: TrainState) -> tuple[TrainState, UpdateMetrics]:
         key, k_unroll = jax.random.split(state.key)
-        grads, env_state, traj, metrics = self.grad(state.params, state.env_state, k_unroll)
+        if self.recurrent:
+            grads, rstate, traj, metrics = self.grad(
+                state.params, rollout.RecurrentState(state.env_state, state.carry), k_unroll)
+            env_state, carry = rstate.env, rstate.carry
+        else:
+            grads, env_state, traj, metrics = self.grad(state.params, state.env_state, k_unroll)
+            carry = None
         updates, opt_state = self.optimizer.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
+        params = normalization.update_params(params, traj.obs)
         n = state.update + 1
         new_state = TrainState(params=params, opt_state=opt_state, env_state=env_state,
-                               key=key, update=n)
+                               key=key, update=n, carry=carry)
         env_steps = n * self.config.steps_per_update
         return new_state, segment_metrics(traj, metrics, env_steps)
 
@@ -139,6 +159,7 @@ class Trainer:
 
         return state.replace(
             env_state=jax.tree.map(lambda x: place(x, True), state.env_state),
+            carry=jax.tree.map(lambda x: place(x, True), state.carry),
             params=jax.tree.map(lambda x: place(x, False), state.params),
             opt_state=jax.tree.map(lambda x: place(x, False), state.opt_state),
             key=place(state.key, False), update=place(state.update, False))

@@ -13,6 +13,13 @@ Each worker thread, until the global counter T reaches the budget:
 Differences from the paper's pseudocode, on purpose: segments have a fixed length t_max and
 may cross an episode end (the returns cut at the boundary, so each step's return is the one
 the paper computes); the environment batch E per worker may exceed 1.
+
+Continuous actions use the paper's Gaussian policy. With ``config.recurrent`` each worker keeps
+its LSTM carry between its segments (reset at its episode ends; gradients truncated at segment
+boundaries). With observation normalisation the running statistics are part of the shared
+parameters (a region no optimiser step changes): each worker normalises with the statistics in
+its snapshot, merges its segment's observations into them and writes them back
+(``SharedStore.assign``; concurrent merges may drop one another, last writer wins).
 """
 
 from __future__ import annotations
@@ -26,7 +33,7 @@ from jax.flatten_util import ravel_pytree
 
 from a3c_jax import learner, losses as losses_lib, networks, rollout
 from a3c_jax.async_driver import UpdateRecord, run_async
-from a3c_jax.config import Config
+from a3c_jax.config import Config, resolve_defaults
 from a3c_jax.envs import Env
 from a3c_jax.runner import RunResult
 
@@ -40,25 +47,40 @@ class A3C:
         config.validate()
         if config.algo != "a3c":
             raise ValueError(f"algo: the A3C driver runs a3c, got {config.algo!r}")
-        self.config = config
         self.env = Env(config.env, config.envs_per_worker)
+        config = resolve_defaults(config, self.env)
+        self.config = config
         self.network = networks.make_actor_critic(config, self.env)
+        self.recurrent = networks.is_recurrent(self.network)
         self.apply_fn = self.network.apply
-        self.loss_fn = loss_fn or losses_lib.actor_critic_segment_loss
-        policy = rollout.categorical_policy(self.apply_fn)
+        if self.recurrent:
+            self.loss_fn = loss_fn or losses_lib.recurrent_actor_critic_segment_loss
+            policy = rollout.recurrent_sampling_policy(self.apply_fn)
+        else:
+            self.loss_fn = loss_fn or losses_lib.actor_critic_segment_loss
+            policy = rollout.sampling_policy(self.apply_fn)
         self.segment_grad = learner.make_segment_grad(
             self.env, policy, self.apply_fn, self.loss_fn, losses_lib.loss_config(config),
-            config.t_max)
+            config.t_max, recurrent=self.recurrent)
         template = self.init_params(jax.random.key(0))
         flat, self._unravel = ravel_pytree(template)
         self.num_params = int(flat.shape[0])
+        self.stats = learner.stats_slice(template)
         self.step = jax.jit(learner.make_flat_worker_step(self.segment_grad, self._unravel,
-                                                          config.max_grad_norm))
-        self.reset = jax.jit(self.env.reset)
+                                                          config.max_grad_norm, self.stats))
+        self.reset = jax.jit(self._reset)
         self._compiled = None
 
+    def _reset(self, key):
+        """A worker's initial state: its environments (and a zero carry when recurrent)."""
+        env_state = self.env.reset(key)
+        if not self.recurrent:
+            return env_state
+        return rollout.RecurrentState(env_state,
+                                      self.network.initial_carry((self.env.num_envs,)))
+
     def init_params(self, key):
-        return self.network.init(key, jnp.zeros((1,) + self.env.obs_shape, jnp.float32))
+        return networks.init_actor_critic(self.network, key, self.env.obs_shape)
 
     def init_flat_params(self, seed: int) -> np.ndarray:
         k_params, _ = jax.random.split(jax.random.key(seed))
@@ -89,6 +111,8 @@ class A3C:
         k_env, k_run = self.worker_keys(seed, worker)
         n_steps = c.steps_per_update
         P = self.num_params
+        stats = self.stats
+        K = 0 if stats is None else stats[1] - stats[0]
         step = self._compiled
 
         def loop(stop):
@@ -103,7 +127,9 @@ class A3C:
                 out, env_state, key = step(snap.params, env_state, key)
                 out = np.asarray(out)
                 rec = store.apply(out[:P], snap, local, t=claim[0])
-                m = out[P:]
+                if stats is not None:
+                    store.assign(stats[0], out[P:P + K])
+                m = out[P + K:]
                 records.append(UpdateRecord(
                     worker, u, claim[1], clock(), rec.version_read, rec.version_written,
                     rec.staleness, float(m[0]), float(m[1]), float(m[2]), float(m[3]),

@@ -9,10 +9,19 @@ gymnax >= 1.0 semantics are kept apart on purpose:
 
 ``obs`` returned by :meth:`Env.step` is already the reset observation when the step ended an
 episode. Everything here is pure and jittable; the batch axis is the leading one.
+
+Continuous actions: ``discrete`` is False, ``action_shape`` / ``action_low`` / ``action_high``
+describe the box, and :meth:`Env.step` clips the action to it before stepping (the agent keeps
+the unclipped sample for its log-probability).
+
+Observation wrappers (partially observed benchmarks) are registered under their own names in
+``WRAPPED_ENVS``: ``CartPole-masked-v1`` is CartPole-v1 with the two velocities removed from
+the observation (cart position and pole angle remain), so a policy needs memory to act well.
 """
 
 from __future__ import annotations
 
+import functools
 from typing import Any, NamedTuple
 
 import chex
@@ -23,15 +32,38 @@ from flax import struct
 from gymnax.environments import spaces
 
 
+class Wrapped(NamedTuple):
+    """A gymnax environment seen through an observation transform."""
+
+    base: str                       # gymnax id
+    keep: tuple[int, ...]           # indices of the observation vector that remain
+    doc: str
+
+
+WRAPPED_ENVS: dict[str, Wrapped] = {
+    "CartPole-masked-v1": Wrapped(
+        "CartPole-v1", (0, 2),
+        "CartPole-v1 observing only cart position and pole angle (velocities masked)"),
+}
+
+
 def valid_env_names() -> list[str]:
-    return sorted(gymnax.registered_envs)
+    return sorted(list(gymnax.registered_envs) + list(WRAPPED_ENVS))
 
 
 def check_env_name(name: str) -> None:
-    """Raise a ValueError listing the valid ids when ``name`` is not a gymnax environment."""
-    if name not in gymnax.registered_envs:
+    """Raise a ValueError listing the valid ids when ``name`` is not a known environment."""
+    if name not in gymnax.registered_envs and name not in WRAPPED_ENVS:
         raise ValueError(
             f"env: unknown environment {name!r}. Valid gymnax ids: {', '.join(valid_env_names())}")
+
+
+@functools.lru_cache(maxsize=None)
+def is_discrete(name: str) -> bool:
+    """Whether ``name``'s action space is discrete (builds the env object; compiles nothing)."""
+    check_env_name(name)
+    env, params = gymnax.make(WRAPPED_ENVS[name].base if name in WRAPPED_ENVS else name)
+    return isinstance(env.action_space(params), spaces.Discrete)
 
 
 @struct.dataclass
@@ -69,7 +101,10 @@ class Env:
             raise ValueError(f"num_envs must be positive, got {num_envs}")
         self.name = name
         self.num_envs = num_envs
-        self._env, self.params = gymnax.make(name, **(env_kwargs or {}))
+        wrapped = WRAPPED_ENVS.get(name)
+        self._keep = None if wrapped is None else wrapped.keep
+        self._env, self.params = gymnax.make(wrapped.base if wrapped else name,
+                                             **(env_kwargs or {}))
         space = self._env.action_space(self.params)
         self.discrete = isinstance(space, spaces.Discrete)
         if self.discrete:
@@ -82,7 +117,12 @@ class Env:
             self.action_low = jnp.broadcast_to(jnp.asarray(space.low, jnp.float32), space.shape)
             self.action_high = jnp.broadcast_to(jnp.asarray(space.high, jnp.float32), space.shape)
         obs, _ = self._env.reset(jax.random.key(0), self.params)
-        self.obs_shape = tuple(obs.shape)
+        self.obs_shape = tuple(self._observe(obs).shape)
+
+    def _observe(self, obs: jax.Array) -> jax.Array:
+        """The observation the agent sees (float32; masked for wrapped environments)."""
+        obs = obs.astype(jnp.float32)
+        return obs if self._keep is None else obs[..., list(self._keep)]
 
     @property
     def action_dim(self) -> int:
@@ -93,13 +133,18 @@ class Env:
         keys = jax.random.split(key, self.num_envs)
         obs, inner = jax.vmap(self._env.reset, in_axes=(0, None))(keys, self.params)
         zeros = jnp.zeros((self.num_envs,), jnp.float32)
-        return EnvState(inner=inner, obs=obs.astype(jnp.float32), episode_return=zeros,
+        return EnvState(inner=inner, obs=self._observe(obs), episode_return=zeros,
                         episode_length=jnp.zeros((self.num_envs,), jnp.int32))
+
+    def clip_action(self, action: jax.Array) -> jax.Array:
+        """The action the environment receives: continuous actions clipped to the box."""
+        if self.discrete:
+            return action
+        return jnp.clip(action, self.action_low, self.action_high)
 
     def step(self, key: chex.PRNGKey, state: EnvState, action: jax.Array
              ) -> tuple[EnvState, StepOut]:
-        if not self.discrete:
-            action = jnp.clip(action, self.action_low, self.action_high)
+        action = self.clip_action(action)
         keys = jax.random.split(key, self.num_envs)
         obs, inner, reward, terminated, truncated, info = jax.vmap(
             self._env.step, in_axes=(0, 0, 0, None))(keys, state.inner, action, self.params)
@@ -110,8 +155,8 @@ class Env:
         ep_return = state.episode_return + reward
         ep_length = state.episode_length + 1
         out = StepOut(
-            obs=obs.astype(jnp.float32), reward=reward, terminated=terminated,
-            truncated=truncated, final_obs=info["final_observation"].astype(jnp.float32),
+            obs=self._observe(obs), reward=reward, terminated=terminated,
+            truncated=truncated, final_obs=self._observe(info["final_observation"]),
             completed_return=jnp.where(done, ep_return, 0.0),
             completed_length=jnp.where(done, ep_length, 0))
         new_state = EnvState(

@@ -6,6 +6,10 @@ over time explicitly: ``"sum"`` accumulates gradients over the segment as the pa
 a network to a [T, B] trajectory, vmap the array-level loss over the B environments and average
 over them. Drivers (sync and async alike) take any function with the signature of
 ``actor_critic_segment_loss`` so variants can be prototyped without touching the package.
+
+The actor-critic loss reads the policy through the distribution interface of
+``a3c_jax.distributions`` (log_prob, entropy): categorical logits and the paper's diagonal
+Gaussian share one code path. Recurrent networks use ``recurrent_actor_critic_segment_loss``.
 """
 
 from __future__ import annotations
@@ -16,7 +20,9 @@ import chex
 import jax
 import jax.numpy as jnp
 
+from a3c_jax import distributions
 from a3c_jax import returns as returns_lib
+from a3c_jax.networks import reset_carry
 
 Reduction = Literal["sum", "mean"]
 
@@ -32,14 +38,56 @@ def reduce_time(x_t: jax.Array, reduction: Reduction) -> jax.Array:
 
 def categorical_entropy(logits: jax.Array) -> jax.Array:
     """Entropy of softmax(logits) over the last axis."""
-    logp = jax.nn.log_softmax(logits)
-    return -jnp.sum(jnp.exp(logp) * logp, axis=-1)
+    return distributions.Categorical(logits).entropy()
+
+
+def actor_critic_loss_logp(logp_a_t: jax.Array, entropy_t: jax.Array, v_t: jax.Array,
+                           g_t: jax.Array, *, value_coef: float, entropy_coef: float,
+                           reduction: Reduction = "sum", adv_t: jax.Array | None = None
+                           ) -> tuple[jax.Array, dict]:
+    """A3C loss for one segment from per-step log-probabilities and entropies, to be minimised.
+
+        L = sum_t [ -log pi(a_t|s_t) * A_t  + value_coef * (G_t - V(s_t))^2
+                    - entropy_coef * H(pi(.|s_t)) ]
+
+    with ``A_t = sg(G_t - V(s_t))`` unless ``adv_t`` (e.g. standardised advantages) is given;
+    ``sum`` becomes a mean over t when ``reduction == "mean"``. Works for any distribution.
+
+    Args:
+      logp_a_t: [T] log pi(a_t|s_t) of the actions taken (differentiable).
+      entropy_t: [T] H(pi(.|s_t)).
+      v_t: [T] values V(s_t).
+      g_t: [T] bootstrapped returns (treated as constants).
+      adv_t: optional [T] advantages (treated as constants).
+    """
+    chex.assert_rank([logp_a_t, entropy_t, v_t, g_t], 1)
+    chex.assert_equal_shape([logp_a_t, entropy_t, v_t, g_t])
+    g_t = jax.lax.stop_gradient(g_t)
+    adv_t = jax.lax.stop_gradient(g_t - v_t if adv_t is None else adv_t)
+    policy_loss = reduce_time(-logp_a_t * adv_t, reduction)
+    value_loss = reduce_time(jnp.square(g_t - v_t), reduction)
+    entropy = reduce_time(entropy_t, reduction)
+    loss = policy_loss + value_coef * value_loss - entropy_coef * entropy
+    metrics = {"total": loss, "policy_loss": policy_loss, "value_loss": value_loss,
+               "entropy": entropy}
+    return loss, metrics
+
+
+def actor_critic_loss_dist(dist_t: distributions.Distribution, v_t: jax.Array, a_t: jax.Array,
+                           g_t: jax.Array, *, value_coef: float, entropy_coef: float,
+                           reduction: Reduction = "sum", adv_t: jax.Array | None = None
+                           ) -> tuple[jax.Array, dict]:
+    """``actor_critic_loss_logp`` for a policy distribution with batch shape [T] (any of
+    ``a3c_jax.distributions``; ``a_t`` the sampled, unclipped actions)."""
+    return actor_critic_loss_logp(dist_t.log_prob(a_t), dist_t.entropy(), v_t, g_t,
+                                  value_coef=value_coef, entropy_coef=entropy_coef,
+                                  reduction=reduction, adv_t=adv_t)
 
 
 def actor_critic_loss(logits_t: jax.Array, v_t: jax.Array, a_t: jax.Array, g_t: jax.Array,
                       *, value_coef: float, entropy_coef: float,
                       reduction: Reduction = "sum") -> tuple[jax.Array, dict]:
-    """A3C loss for one segment (paper Algorithm S3), to be minimised.
+    """A3C loss for one segment (paper Algorithm S3), to be minimised; categorical policy.
 
         L = sum_t [ -log pi(a_t|s_t) * sg(G_t - V(s_t))         (policy gradient, advantage)
                     + value_coef * (G_t - V(s_t))^2             (value regression)
@@ -60,17 +108,9 @@ def actor_critic_loss(logits_t: jax.Array, v_t: jax.Array, a_t: jax.Array, g_t: 
     chex.assert_rank([logits_t, v_t, a_t, g_t], [2, 1, 1, 1])
     chex.assert_type([logits_t, v_t, g_t], float)
     chex.assert_type(a_t, int)
-    g_t = jax.lax.stop_gradient(g_t)
-    logp_t = jax.nn.log_softmax(logits_t)
-    logp_a_t = jnp.take_along_axis(logp_t, a_t[:, None], axis=-1)[:, 0]
-    adv_t = jax.lax.stop_gradient(g_t - v_t)
-    policy_loss = reduce_time(-logp_a_t * adv_t, reduction)
-    value_loss = reduce_time(jnp.square(g_t - v_t), reduction)
-    entropy = reduce_time(categorical_entropy(logits_t), reduction)
-    loss = policy_loss + value_coef * value_loss - entropy_coef * entropy
-    metrics = {"total": loss, "policy_loss": policy_loss, "value_loss": value_loss,
-               "entropy": entropy}
-    return loss, metrics
+    return actor_critic_loss_dist(distributions.Categorical(logits_t), v_t, a_t, g_t,
+                                  value_coef=value_coef, entropy_coef=entropy_coef,
+                                  reduction=reduction)
 
 
 class LossConfig(NamedTuple):
@@ -81,35 +121,100 @@ class LossConfig(NamedTuple):
     value_coef: float
     entropy_coef: float
     reduction: str
+    reward_scale: float = 1.0
+    adv_norm: bool = False
 
 
 def loss_config(config) -> LossConfig:
+    from a3c_jax.config import resolve_defaults
+
+    config = resolve_defaults(config)
     return LossConfig(gamma=config.gamma, gae_lambda=config.gae_lambda,
                       value_coef=config.value_coef, entropy_coef=config.entropy_coef,
-                      reduction=config.reduction)
+                      reduction=config.reduction, reward_scale=config.reward_scale,
+                      adv_norm=config.adv_norm)
 
 
 SegmentLoss = Callable[..., tuple[jax.Array, dict]]
+
+
+def normalize_advantages(adv: jax.Array, eps: float = 1e-8) -> jax.Array:
+    """Standardise advantages over all their entries (a segment's [T, B] batch)."""
+    return (adv - jnp.mean(adv)) / (jnp.std(adv) + eps)
+
+
+def segment_loss_from_outputs(policy_out, values: jax.Array, v_next: jax.Array, traj,
+                              cfg: LossConfig) -> tuple[jax.Array, dict]:
+    """The actor-critic loss of a [T, B] trajectory given the network's outputs on it.
+
+    ``policy_out`` is logits [T, B, A] or a distribution with batch shape [T, B]; ``values``
+    [T, B] = V(s_t); ``v_next`` [T, B] = V of each true next state (no gradient). Rewards are
+    multiplied by ``cfg.reward_scale``; with ``cfg.adv_norm`` the advantages are standardised
+    over the whole [T, B] batch. The per-env losses are averaged over B.
+    """
+    dist = distributions.as_distribution(policy_out)
+    v_next = jax.lax.stop_gradient(v_next)
+    reward = traj.reward * getattr(cfg, "reward_scale", 1.0)
+    g = jax.vmap(returns_lib.nstep_returns, in_axes=(1, 1, 1, 1, None, None), out_axes=1)(
+        reward, traj.terminated, traj.truncated, v_next, cfg.gamma, cfg.gae_lambda)
+    adv = jax.lax.stop_gradient(g - values)
+    if getattr(cfg, "adv_norm", False):
+        adv = normalize_advantages(adv)
+    per_env = jax.vmap(
+        lambda d, v, a, gt, ad: actor_critic_loss_dist(
+            d, v, a, gt, value_coef=cfg.value_coef, entropy_coef=cfg.entropy_coef,
+            reduction=cfg.reduction, adv_t=ad),
+        in_axes=(1, 1, 1, 1, 1))
+    loss_b, metrics_b = per_env(dist, values, traj.action, g, adv)
+    return jnp.mean(loss_b), jax.tree.map(jnp.mean, metrics_b)
 
 
 def actor_critic_segment_loss(params, apply_fn: Callable, traj, cfg: LossConfig
                               ) -> tuple[jax.Array, dict]:
     """Actor-critic loss of a [T, B] trajectory (``rollout.Trajectory``), averaged over B.
 
-    Bootstrap values V(final_obs) come from the same parameters and carry no gradient.
+    ``apply_fn(params, obs) -> (policy, value)`` with the policy as logits or a distribution
+    (``a3c_jax.distributions``). Bootstrap values V(final_obs) come from the same parameters
+    and carry no gradient.
     """
-    logits, values = apply_fn(params, traj.obs)                 # [T, B, A], [T, B]
+    policy_out, values = apply_fn(params, traj.obs)             # [T, B, ...], [T, B]
     _, v_next = apply_fn(params, traj.final_obs)                # [T, B]
-    v_next = jax.lax.stop_gradient(v_next)
-    g = jax.vmap(returns_lib.nstep_returns, in_axes=(1, 1, 1, 1, None, None), out_axes=1)(
-        traj.reward, traj.terminated, traj.truncated, v_next, cfg.gamma, cfg.gae_lambda)
-    per_env = jax.vmap(
-        lambda lg, v, a, gt: actor_critic_loss(
-            lg, v, a, gt, value_coef=cfg.value_coef, entropy_coef=cfg.entropy_coef,
-            reduction=cfg.reduction),
-        in_axes=(1, 1, 1, 1))
-    loss_b, metrics_b = per_env(logits, values, traj.action, g)
-    return jnp.mean(loss_b), jax.tree.map(jnp.mean, metrics_b)
+    return segment_loss_from_outputs(policy_out, values, v_next, traj, cfg)
+
+
+def recurrent_forward(params, apply_fn: Callable, carry0, obs: jax.Array,
+                      final_obs: jax.Array, done: jax.Array):
+    """Re-run a recurrent actor-critic over a [T, B] segment from ``carry0`` [B, ...].
+
+    ``apply_fn(params, carry, obs) -> (carry, (policy, value))``. The carry is reset after
+    every step where ``done`` [T, B], exactly as in ``rollout.unroll_recurrent``. Returns
+    (policy [T, B, ...], values [T, B], v_next [T, B], carry at the segment end), where
+    ``v_next`` is V of each true next state (``final_obs``) given the pre-reset carry.
+    """
+
+    def step(carry, xs):
+        o, d = xs
+        carry, (policy_out, value) = apply_fn(params, carry, o)
+        return reset_carry(carry, d), (policy_out, value, carry)
+
+    carry_end, (policy_out, values, carry_post) = jax.lax.scan(step, carry0, (obs, done))
+    _, (_, v_next) = apply_fn(params, carry_post, final_obs)    # batched over [T, B]
+    return policy_out, values, v_next, carry_end
+
+
+def recurrent_actor_critic_segment_loss(params, apply_fn: Callable, traj, cfg: LossConfig
+                                        ) -> tuple[jax.Array, dict]:
+    """Actor-critic loss of a [T, B] ``rollout.RecurrentTrajectory``, averaged over B.
+
+    The LSTM is re-run over the segment from the carry stored at its start, under
+    ``stop_gradient``: backpropagation through time is truncated at segment boundaries
+    (t_max), as in the paper's A3C-LSTM.
+    """
+    carry0 = jax.lax.stop_gradient(jax.tree.map(lambda c: c[0], traj.carry))
+    done = jnp.logical_or(traj.terminated, traj.truncated)
+    policy_out, values, v_next, _ = recurrent_forward(params, apply_fn, carry0, traj.obs,
+                                                      traj.final_obs, done)
+    return segment_loss_from_outputs(policy_out, values, v_next, traj, cfg)
 
 
 # --- value-based losses (paper Algorithm 1, one-step SARSA, Algorithm S2) ---------------------

@@ -150,6 +150,14 @@ def zero_carry(batch_shape: tuple[int, ...], lstm_size: int) -> LSTMCarry:
     return (z, z)
 
 
+def reset_carry(carry, done: jax.Array):
+    """Zero the recurrent carry where ``done`` [B] (an episode ended; the next step begins a
+    new one)."""
+    return jax.tree.map(
+        lambda c: jnp.where(done.reshape(done.shape + (1,) * (c.ndim - done.ndim)),
+                            jnp.zeros_like(c), c), carry)
+
+
 class RecurrentActorCritic(nn.Module):
     """Torso, then an LSTM of ``lstm_size`` cells (the paper's A3C-LSTM uses 256), then the
     policy and value heads. ``(carry, obs) -> (carry, (policy, value))`` for one time step;
@@ -200,7 +208,7 @@ def make_actor_critic(config, env) -> nn.Module:
     statistics with ``config.obs_norm`` (per-action-space default when unset)."""
     from a3c_jax.config import resolve_defaults
 
-    config = resolve_defaults(config)
+    config = resolve_defaults(config, env)
     torso = resolve_torso(config.torso, env.obs_shape)
     hidden = tuple(config.hidden)
     if config.recurrent:

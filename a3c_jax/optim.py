@@ -16,12 +16,20 @@ import optax
 
 def learning_rate(config, num_updates: int):
     """A float, or a linear schedule to 0 over ``num_updates`` when ``lr_anneal``."""
+    config = _resolved(config)
     if config.lr_anneal:
         return optax.linear_schedule(config.lr, 0.0, max(num_updates, 1))
     return config.lr
 
 
+def _resolved(config):
+    from a3c_jax.config import Config, resolve_defaults
+
+    return resolve_defaults(config) if isinstance(config, Config) else config
+
+
 def make_optimizer(config, num_updates: int) -> optax.GradientTransformation:
+    config = _resolved(config)
     lr = learning_rate(config, num_updates)
     if config.optimizer in ("rmsprop", "rmsprop_local"):
         opt = optax.rmsprop(lr, decay=config.rms_decay, eps=config.rms_eps, eps_in_sqrt=True)

@@ -18,10 +18,15 @@ gradient of the summed one-step losses equals the paper's per-step accumulation 
 Like A3C, a segment has a fixed length and may cross an episode end (targets are cut there);
 the paper instead also writes at every episode end.
 
-Exploration (``a3c_jax.exploration``): each worker's epsilon anneals linearly from 1 to its own
-final epsilon over ``eps_anneal_steps`` of *its* env steps (all its E environments); the final
-epsilon is drawn per worker from {0.1, 0.01, 0.5} w.p. {0.4, 0.3, 0.3} unless
-``config.eps_final >= 0``. Epsilon is held fixed within a segment.
+Exploration (``a3c_jax.exploration``). The actor is the environment: each environment a
+worker drives has its own final epsilon, drawn from {0.1, 0.01, 0.5} w.p. {0.4, 0.3, 0.3}
+(from the worker's key) unless ``config.eps_final >= 0``, and its epsilon anneals linearly
+from 1 to it over ``eps_anneal_steps`` steps *of that environment* (the worker's updates times
+t_max). With the paper's E = 1 this is exactly its per-thread rule (per-worker env steps, one
+final epsilon per worker). For E > 1 it keeps the async W x E run and the sync W*E-env run
+identically distributed — same number of epsilons, same schedule in global steps T — which a
+per-worker rule would not (it would anneal E times sooner in T and draw W epsilons instead of
+W*E). Epsilon is held fixed within a segment and passed to the jitted step as data.
 
 SARSA's next action. The target needs a_{t+1}, the action actually taken at s_{t+1}. The
 SARSA actor (``unroll_sarsa``) therefore chooses each action one step early: after stepping the
@@ -39,8 +44,8 @@ bootstrap. Where the MDP terminated it is ignored (the target is r).
 Synchronous counterpart: ``make_sync_q_train(config)`` (``QTrainer``) runs any of the three
 methods over ``num_envs`` vmapped environments the way ``a2c.Trainer`` runs A2C: one pure
 ``train(key)``, a ``lax.scan`` over updates, target parameters copied inside the scan every
-``target_interval`` env steps; each environment has its own final epsilon and schedule (over
-its own steps). ``run_sync_q(config)`` is its shell (rows are labelled ``<algo>_sync``).
+``target_interval`` env steps; epsilon follows the same per-environment rule as the async
+workers. ``run_sync_q(config)`` is its shell (rows are labelled ``<algo>_sync``).
 """
 
 from __future__ import annotations
@@ -70,12 +75,13 @@ SEGMENT_LOSSES: dict[str, Callable] = {
     "nq": losses_lib.nstep_q_segment_loss,
 }
 
-# Defaults tuned for the value-based methods on CartPole-v1 (see ``with_q_defaults``).
-Q_DEFAULTS: dict[str, dict[str, Any]] = {
-    "q1": {},
-    "sarsa": {},
-    "nq": {},
-}
+# Defaults for the value-based methods, tuned on CartPole-v1 with W = 2, E = 1 (seeds 0-6):
+# lr 1e-3 (SARSA needs it: 3e-3 took 0.4-0.9M steps), target copies every 1k steps (2k-10k
+# was slower), and a short epsilon anneal of 25k steps per environment (50k-100k was slower:
+# the smoothed return of the behaviour policy waits for epsilon). Applied by ``run_q`` and
+# ``run_sync_q`` through ``with_q_defaults``.
+_Q_TUNED: dict[str, Any] = {"lr": 1e-3, "target_interval": 1_000, "eps_anneal_steps": 25_000}
+Q_DEFAULTS: dict[str, dict[str, Any]] = {"q1": _Q_TUNED, "sarsa": _Q_TUNED, "nq": _Q_TUNED}
 
 
 def with_q_defaults(config: Config) -> Config:
@@ -187,9 +193,12 @@ def _check_algo(config: Config) -> None:
                          f"{config.algo!r}")
 
 
-def epsilon_host(step: int, eps_final: float, anneal_steps: int) -> np.float32:
-    """``exploration.epsilon_at`` on the host, without a device call per update."""
-    return np.float32(1.0 + (eps_final - 1.0) * min(step / anneal_steps, 1.0))
+def epsilon_host(step: int, eps_final, anneal_steps: int) -> np.ndarray:
+    """``exploration.epsilon_at`` on the host (float32, shaped like ``eps_final``), without a
+    device call per update."""
+    eps_final = np.asarray(eps_final, np.float32)
+    return (1.0 + (eps_final - 1.0) * np.float32(min(step / anneal_steps, 1.0))).astype(
+        np.float32)
 
 
 # --- asynchronous driver -------------------------------------------------------------------
@@ -304,8 +313,10 @@ class AsyncQ:
         k_env, k_run, k_eps = jax.random.split(jax.random.fold_in(k_workers, worker), 3)
         return k_env, k_run, k_eps
 
-    def final_epsilon(self, seed: int, worker: int) -> float:
-        return float(exploration.final_epsilon(self.config, self.worker_keys(seed, worker)[2]))
+    def final_epsilon(self, seed: int, worker: int) -> np.ndarray:
+        """[E] final epsilons of one worker's environments."""
+        return np.asarray(exploration.final_epsilon(
+            self.config, self.worker_keys(seed, worker)[2], (self.config.envs_per_worker,)))
 
     def compile(self) -> None:
         """Compile the step and reset before any thread starts."""
@@ -314,7 +325,7 @@ class AsyncQ:
         k_env, k_run, _ = self.worker_keys(0, 0)
         actor_state = self.reset(k_env)
         flat = jnp.zeros((self.num_params,), jnp.float32)
-        eps = np.float32(1.0)
+        eps = np.ones((self.config.envs_per_worker,), np.float32)
         self._compiled = self.step.lower(flat, flat, actor_state, k_run, eps).compile()
         jax.block_until_ready(self._compiled(flat, flat, actor_state, k_run, eps))
 
@@ -340,7 +351,7 @@ class AsyncQ:
                 if claim is None:
                     break
                 before, after = claim
-                eps = epsilon_host(u * n_steps, eps_final, c.eps_anneal_steps)
+                eps = epsilon_host(u * c.t_max, eps_final, c.eps_anneal_steps)
                 snap = store.read()
                 target = store.read_target()
                 out, actor_state, key = step(snap.params, target, actor_state, key, eps)

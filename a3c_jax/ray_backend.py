@@ -57,6 +57,9 @@ class ParameterServer:
             self.local[worker] = self.store.new_local_state()
         return self.store.apply(grad, snap, self.local[worker], t)
 
+    def assign(self, start: int, values: np.ndarray) -> None:
+        self.store.assign(start, values)
+
     def apply_and_claim(self, worker: int, grad: np.ndarray, snap, t: int | None, n: int,
                         budget: int):
         """One round trip per update: write this update, then claim and read the next."""
@@ -114,6 +117,9 @@ class StoreClient:
             self.worker, np.asarray(grad), snap, t, *self._claim_args))
         self._next = (nxt,)
         return record
+
+    def assign(self, start: int, values) -> None:
+        _ray().get(self.server.assign.remote(start, np.asarray(values)))
 
     def update_target(self) -> None:
         _ray().get(self.server.update_target.remote())

@@ -22,7 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from a3c_jax import runlog
-from a3c_jax.config import Config
+from a3c_jax.config import Config, resolve_defaults
 
 
 @dataclasses.dataclass
@@ -81,6 +81,7 @@ def run_a2c(config: Config, loss_fn: Callable | None = None, seeds=None,
             write: bool = True) -> RunResult:
     from a3c_jax.a2c import make_train
 
+    config = resolve_defaults(config)
     trainer = make_train(config, loss_fn)
     seeds = tuple(config.seeds if seeds is None else seeds)
     groups = [seeds] if config.vmap_seeds else [(s,) for s in seeds]
@@ -137,7 +138,7 @@ def write_run(result: RunResult) -> None:
     """Write everything a run promises; safe to call on an interrupted run."""
     run_dir = Path(result.config.out)
     run_dir.mkdir(parents=True, exist_ok=True)
-    runlog.write_config(run_dir, result.config)
+    runlog.write_config(run_dir, resolve_defaults(result.config))
     runlog.write_csv(run_dir / "metrics.csv", runlog.METRIC_COLUMNS, result.rows)
     if result.update_rows:
         runlog.write_csv(run_dir / "updates.csv", runlog.UPDATE_COLUMNS, result.update_rows)
@@ -151,14 +152,17 @@ def write_run(result: RunResult) -> None:
 
 
 def run(config: Config, loss_fn: Callable | None = None, write: bool = True) -> RunResult:
-    """Validate, train every seed, write the run directory."""
+    """Validate, resolve the per-action-space defaults, train every seed, write the run
+    directory (its config.json holds the resolved config)."""
     config.validate()
     if config.algo == "a2c":
-        return run_a2c(config, loss_fn, write=write)
+        return run_a2c(resolve_defaults(config), loss_fn, write=write)
     if config.algo == "a3c":
         from a3c_jax.a3c import run_a3c
 
-        return run_a3c(config, loss_fn, write=write)
+        return run_a3c(resolve_defaults(config), loss_fn, write=write)
+    # The value-based methods fill unset fields with their own defaults first
+    # (qlearning.with_q_defaults); what is still unset is resolved when the run is written.
     from a3c_jax.qlearning import run_q
 
     return run_q(config, write=write)

@@ -21,6 +21,11 @@ What is atomic and what may race
   only, never the buffers; they are exact.
 * ``locked`` mode takes one lock around the whole read and the whole read-modify-write: the
   exact control for experiments and tests.
+* ``assign()`` overwrites a slice of theta that no optimiser step changes (running observation
+  statistics, whose gradient is zero): an in-place copy without a lock (under the lock in
+  ``locked`` mode), last writer wins. A concurrent ``apply`` may write back the old values of
+  that slice (its step there is exactly zero), so a statistics update can be dropped; it is
+  never torn across parameters.
 * ``overwrite`` mode is the naive idiom, kept only to measure it: the new parameters are
   computed from the worker's snapshot and assigned over the shared buffer, discarding every
   update written since the snapshot.
@@ -80,6 +85,9 @@ class OptSpec:
 
     @classmethod
     def from_config(cls, config) -> "OptSpec":
+        from a3c_jax.config import resolve_defaults
+
+        config = resolve_defaults(config)
         return cls(name=config.optimizer, lr=config.lr, decay=config.rms_decay,
                    eps=config.rms_eps, momentum=config.momentum,
                    anneal_steps=config.total_steps if config.lr_anneal else 0)
@@ -178,6 +186,18 @@ class SharedStore:
             self.probe[:] = snap.probe + 1.0
             written = self._bump_version()
         return WriteRecord(snap.version, written, written - 1 - snap.version)
+
+    def assign(self, start: int, values: np.ndarray) -> None:
+        """theta[start:start + len(values)] = values (a non-optimised region; see above)."""
+        values = np.asarray(values, np.float32)
+        stop = start + values.shape[0]
+        if start < 0 or stop > self.params.shape[0]:
+            raise ValueError(f"assign: slice [{start}, {stop}) outside the parameters")
+        if self.mode == "locked":
+            with self._rw_lock:
+                self.params[start:stop] = values
+        else:
+            self.params[start:stop] = values
 
     def _bump_version(self) -> int:
         with self._counter_lock:

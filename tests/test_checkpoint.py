@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from a3c_jax import networks, runlog, runner
-from a3c_jax.config import Config
+from a3c_jax.config import Config, resolve_defaults
 from a3c_jax.envs import Env
 
 
@@ -68,7 +68,8 @@ def test_interrupted_run_still_writes_its_files(tmp_path, monkeypatch):
     result = runner.run(config)
     assert result.interrupted
     assert len(result.rows) == 2 and result.rows[-1]["env_steps"] < config.total_steps
-    assert runlog.read_config(tmp_path) == config
+    # config.json holds the config with its per-action-space ("auto") fields resolved
+    assert runlog.read_config(tmp_path) == resolve_defaults(config)
     rows = runlog.read_csv(tmp_path / "metrics.csv")
     assert len(rows) == 2 and list(rows[0]) == list(runlog.METRIC_COLUMNS)
     _, _, template = _template(config)

@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 
 from a3c_jax import plotting, runlog
-from a3c_jax.config import Config
+from a3c_jax.config import Config, resolve_defaults
 from a3c_jax.runner import run
 
 SEEDS = (0, 1, 2)
@@ -51,7 +51,7 @@ def test_load_runs_reads_both_algorithms_into_one_tidy_table(runs, df):
     assert set(df["run"]) == {"a2c", "a3c"}
     assert set(df["method"]) == {"a2c N=2", "a3c W=2 E=1"}
     assert (df["total_envs"] == 2).all()
-    assert (df["env"] == "CartPole-v1").all() and np.allclose(df["lr"], Config().lr)
+    assert (df["env"] == "CartPole-v1").all() and np.allclose(df["lr"], resolve_defaults(Config()).lr)
     assert set(df["seed"]) == set(SEEDS)
 
 

@@ -1,0 +1,103 @@
+"""Epsilon-greedy acting, the linear epsilon schedule and the paper's final-epsilon draw."""
+
+from __future__ import annotations
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from a3c_jax import exploration
+from a3c_jax.config import Config
+from a3c_jax.qlearning import epsilon_host
+
+
+@pytest.mark.parametrize("eps_final", [0.1, 0.01, 0.5])
+def test_schedule_start_middle_end(eps_final):
+    anneal = 1000
+    at = lambda s: float(exploration.epsilon_at(s, eps_final, anneal))  # noqa: E731
+    assert at(0) == pytest.approx(1.0)
+    assert at(250) == pytest.approx(1.0 - 0.25 * (1.0 - eps_final), abs=1e-6)
+    assert at(500) == pytest.approx((1.0 + eps_final) / 2, abs=1e-6)
+    assert at(1000) == pytest.approx(eps_final, abs=1e-6)
+    assert at(10_000) == pytest.approx(eps_final, abs=1e-6)   # held after annealing
+    for s in (0, 250, 500, 1000, 10_000):
+        assert float(epsilon_host(s, eps_final, anneal)) == pytest.approx(at(s), abs=1e-6)
+
+
+def test_schedule_is_traceable_and_vectorised():
+    f = jax.jit(lambda s, e: exploration.epsilon_at(s, e, 100))
+    out = f(jnp.asarray(50), jnp.asarray([0.1, 0.5]))
+    np.testing.assert_allclose(out, [0.55, 0.75], atol=1e-6)
+
+
+def test_schedule_rejects_nonpositive_anneal():
+    with pytest.raises(ValueError, match="anneal_steps"):
+        exploration.epsilon_at(0, 0.1, 0)
+
+
+def test_final_epsilon_frequencies():
+    draws = np.asarray(exploration.sample_final_epsilon(jax.random.key(0), (200_000,)))
+    assert {round(float(x), 4) for x in np.unique(draws)} == {0.01, 0.1, 0.5}
+    for value, p in zip(exploration.FINAL_EPSILONS, exploration.FINAL_EPSILON_PROBS):
+        freq = np.mean(np.isclose(draws, value))
+        # 4.5 standard errors of a binomial proportion at n = 200k is < 0.005
+        assert abs(freq - p) < 0.005, (value, freq, p)
+
+
+def test_final_epsilon_fixed_by_config():
+    c = Config(algo="q1", eps_final=0.05)
+    out = exploration.final_epsilon(c, jax.random.key(3), (4,))
+    np.testing.assert_allclose(out, [0.05] * 4)
+    sampled = exploration.final_epsilon(Config(algo="q1"), jax.random.key(3), (1000,))
+    assert {round(float(x), 4) for x in np.unique(np.asarray(sampled))} <= {0.01, 0.1, 0.5}
+
+
+def test_final_epsilon_differs_across_workers():
+    from a3c_jax.qlearning import AsyncQ
+
+    algo = AsyncQ(Config(algo="q1", total_steps=1000, envs_per_worker=3))
+    eps = np.stack([algo.final_epsilon(0, w) for w in range(8)])
+    chex.assert_shape(eps, (8, 3))                 # one per environment of each worker
+    assert len(np.unique(eps)) > 1                 # not one draw for all
+    np.testing.assert_array_equal(eps, np.stack([algo.final_epsilon(0, w) for w in range(8)]))
+
+
+Q = jnp.asarray([[0.0, 2.0, 1.0], [5.0, 0.0, 0.0]])   # greedy actions 1 and 0
+
+
+def test_greedy_when_epsilon_zero():
+    for k in range(20):
+        a = exploration.epsilon_greedy_action(Q, 0.0, jax.random.key(k))
+        np.testing.assert_array_equal(a, [1, 0])
+        chex.assert_type(a, jnp.int32)
+
+
+@pytest.mark.parametrize("eps", [1.0, 0.5])
+def test_action_frequencies(eps):
+    n = 40_000
+    keys = jax.random.split(jax.random.key(1), n)
+    acts = np.asarray(jax.vmap(lambda k: exploration.epsilon_greedy_action(Q, eps, k))(keys))
+    A = Q.shape[-1]
+    for row, greedy in enumerate([1, 0]):
+        freq = np.bincount(acts[:, row], minlength=A) / n
+        expected = np.full(A, eps / A)
+        expected[greedy] += 1 - eps
+        np.testing.assert_allclose(freq, expected, atol=0.015)
+
+
+def test_per_env_epsilon_broadcasts():
+    eps = jnp.asarray([0.0, 1.0])
+    n = 4000
+    keys = jax.random.split(jax.random.key(2), n)
+    acts = np.asarray(jax.vmap(lambda k: exploration.epsilon_greedy_action(Q, eps, k))(keys))
+    assert np.all(acts[:, 0] == 1)                  # env 0 is greedy
+    assert abs(np.mean(acts[:, 1] == 0) - 1 / 3) < 0.03  # env 1 is uniform
+
+
+def test_policy_wraps_apply_fn():
+    policy = exploration.epsilon_greedy(lambda p, obs: obs @ p, 0.0)
+    w = jnp.eye(3)
+    obs = jnp.asarray([[0.0, 0.0, 1.0], [0.0, 3.0, 1.0]])
+    np.testing.assert_array_equal(policy(w, obs, jax.random.key(0)), [2, 1])
