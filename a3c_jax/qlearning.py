@@ -38,6 +38,9 @@ in the actor state. Where a time limit truncated the episode, ``next_action`` is
 the behaviour policy at the final state, never executed: an unbiased sample of the on-policy
 bootstrap. Where the MDP terminated it is ignored (the target is r).
 
+With ``config.stop_return > 0`` a run ends at the first update where the smoothed return
+(episode-weighted, over the last ``stop_window`` env steps) reaches it (``StopMonitor``).
+
 ``metrics.csv`` keeps the A3C schema: ``value_loss`` and ``total_loss`` hold the Q loss,
 ``policy_loss`` and ``entropy`` are empty (NaN).
 
@@ -193,6 +196,21 @@ def _check_algo(config: Config) -> None:
                          f"{config.algo!r}")
 
 
+def actor_final_epsilons(config: Config, key, num_actors: int) -> jax.Array:
+    """[num_actors] final epsilons of a run whose root key is ``key`` (``jax.random.key(seed)``).
+
+    Actor i is environment i of the run: async worker w drives actors w*E .. w*E + E - 1, the
+    sync trainer actors 0 .. N - 1. An async W x E run and a sync W*E-env run with the same
+    seed therefore explore with the same epsilons, so their comparison is not confounded by
+    the draw (with W*E = 2, half the seeds draw an actor at 0.5).
+    """
+    return exploration.final_epsilon(config, jax.random.fold_in(key, _EPS_STREAM),
+                                     (num_actors,))
+
+
+_EPS_STREAM = 0x3E95  # fold_in tag: the final-epsilon draw's own stream of the root key
+
+
 def epsilon_host(step: int, eps_final, anneal_steps: int) -> np.ndarray:
     """``exploration.epsilon_at`` on the host (float32, shaped like ``eps_final``), without a
     device call per update."""
@@ -308,21 +326,23 @@ class AsyncQ:
         return jax.device_get(self._unravel(jnp.asarray(flat)))
 
     def worker_keys(self, seed: int, worker: int):
-        """(env key, run key, final-epsilon key) of one worker."""
+        """(env key, run key) of one worker."""
         _, k_workers = jax.random.split(jax.random.key(seed))
-        k_env, k_run, k_eps = jax.random.split(jax.random.fold_in(k_workers, worker), 3)
-        return k_env, k_run, k_eps
+        k_env, k_run = jax.random.split(jax.random.fold_in(k_workers, worker))
+        return k_env, k_run
 
     def final_epsilon(self, seed: int, worker: int) -> np.ndarray:
-        """[E] final epsilons of one worker's environments."""
-        return np.asarray(exploration.final_epsilon(
-            self.config, self.worker_keys(seed, worker)[2], (self.config.envs_per_worker,)))
+        """[E] final epsilons of one worker's environments (actors w*E .. w*E + E - 1)."""
+        c = self.config
+        eps = actor_final_epsilons(c, jax.random.key(seed), c.workers * c.envs_per_worker)
+        E = c.envs_per_worker
+        return np.asarray(eps[worker * E:(worker + 1) * E])
 
     def compile(self) -> None:
         """Compile the step and reset before any thread starts."""
         if self._compiled is not None:
             return
-        k_env, k_run, _ = self.worker_keys(0, 0)
+        k_env, k_run = self.worker_keys(0, 0)
         actor_state = self.reset(k_env)
         flat = jnp.zeros((self.num_params,), jnp.float32)
         eps = np.ones((self.config.envs_per_worker,), np.float32)
@@ -334,7 +354,7 @@ class AsyncQ:
         from a3c_jax.async_driver import UpdateRecord
 
         c = self.config
-        k_env, k_run, _ = self.worker_keys(seed, worker)
+        k_env, k_run = self.worker_keys(seed, worker)
         eps_final = self.final_epsilon(seed, worker)
         n_steps = c.steps_per_update
         interval = c.target_interval
@@ -418,12 +438,12 @@ class QTrainer:
         return self.network.init(key, jnp.zeros((1,) + self.env.obs_shape, jnp.float32))
 
     def init(self, key) -> QTrainState:
-        k_params, k_env, k_run, k_eps = jax.random.split(key, 4)
+        k_params, k_env, k_run = jax.random.split(key, 3)
         params = self.init_params(k_params)
         return QTrainState(
             params=params, target_params=params, opt_state=self.optimizer.init(params),
             actor_state=self.actor.init(k_env),
-            eps_final=exploration.final_epsilon(self.config, k_eps, (self.config.num_envs,)),
+            eps_final=actor_final_epsilons(self.config, key, self.config.num_envs),
             key=k_run, update=jnp.zeros((), jnp.int32))
 
     def update(self, state: QTrainState):

@@ -154,3 +154,15 @@ def steps_to_threshold(env_steps: np.ndarray, smoothed: np.ndarray, threshold: f
     """First env step at which the smoothed return reaches ``threshold``; NaN if never."""
     hit = np.nonzero(np.nan_to_num(smoothed, nan=-np.inf) >= threshold)[0]
     return float(np.asarray(env_steps)[hit[0]]) if len(hit) else float("nan")
+
+
+def rows_steps_to(rows: Sequence[dict], threshold: float, window_steps: int = 10_000,
+                  seed: int | None = None) -> float:
+    """Env steps at which a seed's smoothed return (metrics.csv rows) first reaches
+    ``threshold``; NaN if it never does."""
+    rs = [r for r in rows if seed is None or int(r["seed"]) == seed]
+    steps = np.array([float(r["env_steps"]) for r in rs])
+    ret = np.array([float(r["episode_return"]) if r["episode_return"] not in ("", None)
+                    else np.nan for r in rs])
+    eps = np.array([float(r["episodes"]) for r in rs])
+    return steps_to_threshold(steps, smoothed_returns(steps, ret, eps, window_steps), threshold)

@@ -1,6 +1,5 @@
 """A3C on worker threads: determinism when locked, lifecycle, budget, CLI, learning."""
 
-import os
 import signal
 import subprocess
 import sys
@@ -8,7 +7,6 @@ import threading
 import time
 from pathlib import Path
 
-import jax
 import numpy as np
 import optax
 import pytest
@@ -199,10 +197,6 @@ def test_a3c_learns_cartpole_with_two_workers():
                  stop_return=475.0, stop_window=10_000)
     res = run_a3c(cfg, write=False)
     for seed in cfg.seeds:
-        rs = [r for r in res.rows if r["seed"] == seed]
-        steps = np.array([r["env_steps"] for r in rs])
-        sm = runlog.smoothed_returns(steps, np.array([r["episode_return"] for r in rs]),
-                                     np.array([r["episodes"] for r in rs]), 10_000)
-        first = runlog.steps_to_threshold(steps, sm, 475.0)
+        first = runlog.rows_steps_to(res.rows, 475.0, seed=seed)
         print(f"seed {seed}: env steps to 475 = {first}, staleness {res.extras['staleness'][seed]}")
         assert np.isfinite(first) and first <= 1_000_000

@@ -57,7 +57,7 @@ def test_final_epsilon_fixed_by_config():
 def test_final_epsilon_differs_across_workers():
     from a3c_jax.qlearning import AsyncQ
 
-    algo = AsyncQ(Config(algo="q1", total_steps=1000, envs_per_worker=3))
+    algo = AsyncQ(Config(algo="q1", total_steps=1000, workers=8, envs_per_worker=3))
     eps = np.stack([algo.final_epsilon(0, w) for w in range(8)])
     chex.assert_shape(eps, (8, 3))                 # one per environment of each worker
     assert len(np.unique(eps)) > 1                 # not one draw for all
@@ -101,3 +101,15 @@ def test_policy_wraps_apply_fn():
     w = jnp.eye(3)
     obs = jnp.asarray([[0.0, 0.0, 1.0], [0.0, 3.0, 1.0]])
     np.testing.assert_array_equal(policy(w, obs, jax.random.key(0)), [2, 1])
+
+
+def test_async_and_sync_draw_the_same_epsilons():
+    """Async W x E and sync W*E envs with the same seed explore with the same final epsilons."""
+    from a3c_jax.qlearning import AsyncQ, make_sync_q_train
+
+    c = Config(algo="nq", workers=2, envs_per_worker=3, num_envs=6, total_steps=1000)
+    algo, trainer = AsyncQ(c), make_sync_q_train(c)
+    for seed in (0, 1):
+        async_eps = np.concatenate([algo.final_epsilon(seed, w) for w in range(2)])
+        sync_eps = np.asarray(trainer.init(jax.random.key(seed)).eps_final)
+        np.testing.assert_array_equal(async_eps, sync_eps)

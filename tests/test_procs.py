@@ -89,9 +89,6 @@ def test_a3c_learns_cartpole_on_processes():
     from a3c_jax.async_driver import rows_from_records
 
     rows = rows_from_records(cfg, 0, records)
-    steps = np.array([r["env_steps"] for r in rows])
-    sm = runlog.smoothed_returns(steps, np.array([r["episode_return"] for r in rows]),
-                                 np.array([r["episodes"] for r in rows]), 10_000)
-    first = runlog.steps_to_threshold(steps, sm, 475.0)
+    first = runlog.rows_steps_to(rows, 475.0)
     print(f"processes: env steps to 475 = {first}")
     assert np.isfinite(first) and first <= 1_000_000
