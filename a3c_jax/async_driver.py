@@ -10,6 +10,8 @@ gathered so far; a failing worker's error is then re-raised.
 
 from __future__ import annotations
 
+import collections
+import heapq
 import math
 import threading
 import time
@@ -17,7 +19,7 @@ from typing import Any, Callable, NamedTuple, Protocol
 
 import numpy as np
 
-from a3c_jax import runlog, workers
+from a3c_jax import workers
 from a3c_jax.config import Config
 from a3c_jax.runner import RunResult, _progress, write_run
 from a3c_jax.shared import OptSpec, SharedStore
@@ -98,27 +100,66 @@ def make_store(algo: AsyncAlgorithm, seed: int) -> SharedStore:
                        with_target=algo.with_target)
 
 
-class SmoothedReturn:
-    """Episode-weighted mean return over the last ``window`` env steps, fed incrementally
-    from the workers' record lists (read from the main thread while workers append)."""
+class StopMonitor:
+    """The early-stop statistic, exact: the episode-weighted mean return over the last
+    ``window`` env steps, fed one update at a time in env-step order — what
+    ``runlog.smoothed_returns`` gives on the per-update records (``runlog.updates_steps_to``).
+    ``add`` returns True once the value has reached ``threshold`` (and stays True)."""
 
-    def __init__(self, per_worker: list[list[UpdateRecord]], window: int):
+    def __init__(self, threshold: float, window: int):
+        self.threshold, self.window = threshold, window
+        self._entries: collections.deque = collections.deque()
+        self._ret = self._eps = 0.0
+        self.fired_at: int | None = None
+
+    def add(self, env_steps: int, return_sum: float, episodes: float) -> bool:
+        if self.fired_at is not None:
+            return True
+        self._entries.append((env_steps, return_sum, episodes))
+        self._ret += return_sum
+        self._eps += episodes
+        while self._entries[0][0] <= env_steps - self.window:
+            _, r, e = self._entries.popleft()
+            self._ret -= r
+            self._eps -= e
+        if self._eps > 0 and self._ret / self._eps >= self.threshold:
+            self.fired_at = env_steps
+        return self.fired_at is not None
+
+
+class RecordsMonitor:
+    """``StopMonitor`` over the records the workers append (read from the driver's thread).
+
+    Workers report out of env-step order, so the monitor only consumes the complete prefix:
+    records up to the smallest "last reported env step" over the workers (each worker's own
+    records arrive in increasing env-step order, so nothing at or below that step can still
+    come). The stop decision is therefore exactly the per-update smoothed return computed after
+    the run, never an artefact of arrival order."""
+
+    def __init__(self, per_worker: list[list[UpdateRecord]], threshold: float, window: int):
         self.per_worker = per_worker
-        self.window = window
+        self.monitor = StopMonitor(threshold, window)
         self.seen = [0] * len(per_worker)
-        self.recent: list[tuple[int, float, float]] = []
+        self.last = [0] * len(per_worker)
+        self.pending: list[tuple[int, float, float]] = []
 
-    def value(self) -> float:
+    def reached(self) -> bool:
         for w, rs in enumerate(self.per_worker):
             n = len(rs)
-            self.recent += [(r.env_steps, r.return_sum, r.episodes) for r in rs[self.seen[w]:n]]
+            for r in rs[self.seen[w]:n]:
+                heapq.heappush(self.pending, (r.env_steps, r.return_sum, r.episodes))
+                self.last[w] = r.env_steps
             self.seen[w] = n
-        if not self.recent:
-            return float("nan")
-        horizon = max(s for s, _, _ in self.recent) - self.window
-        self.recent = [x for x in self.recent if x[0] > horizon]
-        n = sum(e for _, _, e in self.recent)
-        return sum(r for _, r, _ in self.recent) / n if n else float("nan")
+        complete = min(self.last)
+        while self.pending and self.pending[0][0] <= complete:
+            self.monitor.add(*heapq.heappop(self.pending))
+        return self.monitor.fired_at is not None
+
+
+def make_monitor(config: Config, per_worker: list[list[UpdateRecord]]) -> RecordsMonitor | None:
+    if not config.stop_return:
+        return None
+    return RecordsMonitor(per_worker, config.stop_return, config.stop_window)
 
 
 def train_one_seed(algo: AsyncAlgorithm, seed: int, on_progress: Callable[[int], None] | None
@@ -134,14 +175,14 @@ def train_one_seed(algo: AsyncAlgorithm, seed: int, on_progress: Callable[[int],
     loops = [algo.worker_loop(w, seed, store, clock, per_worker[w]) for w in range(c.workers)]
     last_t = [0]
     stop = threading.Event()
-    smoothed = SmoothedReturn(per_worker, c.stop_window) if c.stop_return else None
+    monitor = make_monitor(c, per_worker)
 
     def tick():
         if on_progress is not None:
             t = min(store.T, c.total_steps)
             on_progress(t - last_t[0])
             last_t[0] = t
-        if smoothed is not None and smoothed.value() >= c.stop_return:
+        if monitor is not None and monitor.reached():
             stop.set()
 
     stopped: BaseException | None = None

@@ -27,7 +27,7 @@ import signal
 import time
 import traceback
 from multiprocessing import shared_memory
-from typing import Any, Callable
+from typing import Callable
 
 import numpy as np
 
@@ -183,7 +183,7 @@ def train_one_seed_processes(algo, seed: int, on_progress: Callable[[int], None]
     Returns (final flat params copy, store accounting, records, interruption or None).
     ``on_start`` receives the worker processes once all have started training (tests use it).
     """
-    from a3c_jax.async_driver import SmoothedReturn, UpdateRecord
+    from a3c_jax.async_driver import UpdateRecord, make_monitor
 
     c = algo.config
     ctx = mp.get_context("spawn")
@@ -198,7 +198,7 @@ def train_one_seed_processes(algo, seed: int, on_progress: Callable[[int], None]
     per_worker: list[list] = [[] for _ in range(c.workers)]
     stopped: BaseException | None = None
     finished: set[int] = set()
-    smoothed = SmoothedReturn(per_worker, c.stop_window) if c.stop_return else None
+    monitor = make_monitor(c, per_worker)
     last_t = 0
     env = dict(os.environ)
     try:
@@ -251,7 +251,7 @@ def train_one_seed_processes(algo, seed: int, on_progress: Callable[[int], None]
                 t = min(store.T, c.total_steps)
                 on_progress(t - last_t)
                 last_t = t
-            if smoothed is not None and smoothed.value() >= c.stop_return:
+            if monitor is not None and monitor.reached():
                 stop.set()
     except KeyboardInterrupt as exc:
         stopped = exc

@@ -39,7 +39,7 @@ the behaviour policy at the final state, never executed: an unbiased sample of t
 bootstrap. Where the MDP terminated it is ignored (the target is r).
 
 With ``config.stop_return > 0`` a run ends at the first update where the smoothed return
-(episode-weighted, over the last ``stop_window`` env steps) reaches it (``StopMonitor``).
+(episode-weighted, over the last ``stop_window`` env steps) reaches it (``async_driver.StopMonitor``, the same for every async method).
 
 ``metrics.csv`` keeps the A3C schema: ``value_loss`` and ``total_loss`` hold the Q loss,
 ``policy_loss`` and ``entropy`` are empty (NaN).
@@ -53,9 +53,7 @@ workers. ``run_sync_q(config)`` is its shell (rows are labelled ``<algo>_sync``)
 
 from __future__ import annotations
 
-import collections
 import dataclasses
-import threading
 import time
 from pathlib import Path
 from typing import Any, Callable, NamedTuple
@@ -221,36 +219,6 @@ def epsilon_host(step: int, eps_final, anneal_steps: int) -> np.ndarray:
 
 # --- asynchronous driver -------------------------------------------------------------------
 
-class StopMonitor:
-    """Ends a run at the first update where the smoothed return reaches ``threshold``.
-
-    Workers feed every update (global env steps, return sum, episodes); the episode-weighted
-    mean over the last ``window`` env steps is kept incrementally, so the check is exact per
-    update (up to the order in which workers report) and catches a crossing however brief —
-    the same statistic ``runlog.smoothed_returns`` computes afterwards. Thread-safe.
-    """
-
-    def __init__(self, threshold: float, window: int):
-        self.threshold, self.window = threshold, window
-        self._entries: collections.deque = collections.deque()
-        self._ret = self._eps = 0.0
-        self._max_t = 0
-        self._lock = threading.Lock()
-
-    def add(self, env_steps: int, return_sum: float, episodes: float) -> bool:
-        """Record one update; True once the threshold is reached."""
-        with self._lock:
-            self._entries.append((env_steps, return_sum, episodes))
-            self._ret += return_sum
-            self._eps += episodes
-            self._max_t = max(self._max_t, env_steps)
-            while self._entries and self._entries[0][0] <= self._max_t - self.window:
-                _, r, e = self._entries.popleft()
-                self._ret -= r
-                self._eps -= e
-            return self._eps > 0 and self._ret / self._eps >= self.threshold
-
-
 def claim_and_update_target(store, n: int, budget: int, interval: int
                             ) -> tuple[int, int] | None:
     """Claim ``n`` steps of T; copy theta^- <- theta for each multiple of ``interval`` in
@@ -285,16 +253,6 @@ class AsyncQ:
         self.step = jax.jit(self._make_flat_step())
         self.reset = jax.jit(self.actor.init)
         self._compiled = None
-        self._monitors: dict[int, tuple[Any, StopMonitor]] = {}
-
-    def _monitor(self, store) -> StopMonitor | None:
-        """One monitor per run (per store), shared by its workers; None without stop_return."""
-        if not self.config.stop_return:
-            return None
-        if id(store) not in self._monitors or self._monitors[id(store)][0] is not store:
-            self._monitors = {id(store): (store, StopMonitor(self.config.stop_return,
-                                                             self.config.stop_window))}
-        return self._monitors[id(store)][1]
 
     def _make_flat_step(self) -> Callable:
         """(flat_params, flat_target, actor_state, key, epsilon) ->
@@ -360,7 +318,6 @@ class AsyncQ:
         interval = c.target_interval
         P = self.num_params
         step = self._compiled
-        monitor = self._monitor(store)
 
         def loop(stop):
             actor_state, key = self.reset(k_env), k_run
@@ -383,8 +340,6 @@ class AsyncQ:
                     rec.staleness, float(m[0]), float(m[1]), float(m[2]), float(m[3]),
                     float(m[4]), float(m[5])))
                 u += 1
-                if monitor is not None and monitor.add(after, float(m[0]), float(m[1])):
-                    stop.set()  # threshold reached: every worker leaves after its update
 
         return loop
 

@@ -174,7 +174,7 @@ def train_one_seed_ray(algo, seed: int, on_progress: Callable[[int], None] | Non
                        loss_fn=None):
     """Like ``async_driver.train_one_seed`` with Ray actors. Returns (flat params, accounting,
     records, interruption or None)."""
-    from a3c_jax.async_driver import SmoothedReturn, UpdateRecord
+    from a3c_jax.async_driver import UpdateRecord, make_monitor
     from a3c_jax.workers import WorkerError
 
     c = algo.config
@@ -191,7 +191,7 @@ def train_one_seed_ray(algo, seed: int, on_progress: Callable[[int], None] | Non
             futures = [a.run.remote(server, time.time()) for a in actors]
             pending = dict(zip(futures, range(c.workers)))
             last_t = 0
-            smoothed = SmoothedReturn(per_worker, c.stop_window) if c.stop_return else None
+            monitor = make_monitor(c, per_worker)
 
             def drain():
                 got = ray.get([a.drain.remote(len(per_worker[w])) for w, a in enumerate(actors)])
@@ -208,7 +208,7 @@ def train_one_seed_ray(algo, seed: int, on_progress: Callable[[int], None] | Non
                 if on_progress is not None:
                     on_progress(min(t, c.total_steps) - last_t)
                     last_t = min(t, c.total_steps)
-                if smoothed is not None and smoothed.value() >= c.stop_return:
+                if monitor is not None and monitor.reached():
                     ray.get(server.stop.remote())
         except KeyboardInterrupt as exc:
             stopped = exc

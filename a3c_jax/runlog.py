@@ -23,7 +23,7 @@ import numpy as np
 METRIC_COLUMNS = ("algo", "seed", "env_steps", "wall_time_s", "episode_return", "episodes",
                   "policy_loss", "value_loss", "entropy", "total_loss", "staleness")
 UPDATE_COLUMNS = ("seed", "worker", "update", "env_steps", "wall_time_s", "version_read",
-                  "version_written", "staleness")
+                  "version_written", "staleness", "return_sum", "episodes")
 
 
 def _umask() -> int:
@@ -165,4 +165,18 @@ def rows_steps_to(rows: Sequence[dict], threshold: float, window_steps: int = 10
     ret = np.array([float(r["episode_return"]) if r["episode_return"] not in ("", None)
                     else np.nan for r in rs])
     eps = np.array([float(r["episodes"]) for r in rs])
+    return steps_to_threshold(steps, smoothed_returns(steps, ret, eps, window_steps), threshold)
+
+
+def updates_steps_to(update_rows: Sequence[dict], threshold: float, window_steps: int = 10_000,
+                     seed: int | None = None) -> float:
+    """Env steps at which a seed's smoothed return over its per-update records
+    (``updates.csv`` rows of an asynchronous run) first reaches ``threshold``; NaN if never.
+    This is the statistic the asynchronous early stop (``stop_return``) uses, exactly."""
+    rs = sorted((r for r in update_rows if seed is None or int(r["seed"]) == seed),
+                key=lambda r: float(r["env_steps"]))
+    steps = np.array([float(r["env_steps"]) for r in rs])
+    eps = np.array([float(r["episodes"]) for r in rs])
+    ret = np.array([float(r["return_sum"]) / e if e else np.nan
+                    for r, e in zip(rs, eps)])
     return steps_to_threshold(steps, smoothed_returns(steps, ret, eps, window_steps), threshold)

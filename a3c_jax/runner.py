@@ -12,7 +12,6 @@ all seeds in one call, so their wall-clock time is shared; wall-clock comparison
 from __future__ import annotations
 
 import dataclasses
-import math
 import time
 from pathlib import Path
 from typing import Any, Callable

@@ -197,6 +197,6 @@ def test_a3c_learns_cartpole_with_two_workers():
                  stop_return=475.0, stop_window=10_000)
     res = run_a3c(cfg, write=False)
     for seed in cfg.seeds:
-        first = runlog.rows_steps_to(res.rows, 475.0, seed=seed)
+        first = runlog.updates_steps_to(res.update_rows, 475.0, seed=seed)
         print(f"seed {seed}: env steps to 475 = {first}, staleness {res.extras['staleness'][seed]}")
         assert np.isfinite(first) and first <= 1_000_000

@@ -15,7 +15,6 @@ import numpy as np
 import pytest
 
 from a3c_jax import distributions, losses, networks, normalization, rollout, runlog, runner
-from a3c_jax.a2c import make_train
 from a3c_jax.a3c import run_a3c
 from a3c_jax.config import AUTO_DEFAULTS, AUTO_FIELDS, Config, resolve_defaults
 from a3c_jax.envs import Env, is_discrete

@@ -86,9 +86,8 @@ def test_a3c_learns_cartpole_on_processes():
     algo = build_async_algorithm(cfg)
     flat, acct, records, stopped = train_one_seed_processes(algo, 0)
     assert stopped is None
-    from a3c_jax.async_driver import rows_from_records
+    from a3c_jax.async_driver import update_rows
 
-    rows = rows_from_records(cfg, 0, records)
-    first = runlog.rows_steps_to(rows, 475.0)
+    first = runlog.updates_steps_to(update_rows(0, records), 475.0)
     print(f"processes: env steps to 475 = {first}")
     assert np.isfinite(first) and first <= 1_000_000

@@ -3,7 +3,6 @@ concurrency, the sync trainer, the CLI, and learning on CartPole-v1."""
 
 from __future__ import annotations
 
-import functools
 import threading
 
 import chex
@@ -14,7 +13,7 @@ import pytest
 import rlax
 
 from a3c_jax import losses, qlearning, runlog
-from a3c_jax.async_driver import train_one_seed
+from a3c_jax.async_driver import RecordsMonitor, StopMonitor, UpdateRecord, train_one_seed
 from a3c_jax.config import Config
 from a3c_jax.envs import Env
 from a3c_jax.rollout import Trajectory
@@ -288,7 +287,7 @@ def test_target_update_counts_boundaries_spanned_by_one_claim():
     assert store.target_updates == 3
 
 
-@pytest.mark.parametrize("algo", ["q1", "sarsa", "nq"])
+@pytest.mark.parametrize("algo", ["sarsa"])  # the CLI tests below run q1 and nq end to end
 def test_async_run_target_updates_and_records(algo):
     c = Config(algo=algo, workers=4, total_steps=4000, t_max=5, target_interval=200,
                progress=False, hidden=(16,))
@@ -311,9 +310,47 @@ def test_stop_monitor_matches_smoothed_returns():
     ret = np.where(eps > 0, np.linspace(10, 500, 400) + rng.normal(0, 20, 400), np.nan)
     sm = runlog.smoothed_returns(steps, ret, eps, 1000)
     first = runlog.steps_to_threshold(steps, sm, 300.0)
-    mon = qlearning.StopMonitor(300.0, 1000)
+    mon = StopMonitor(300.0, 1000)
     fired = next(s for s, r, e in zip(steps, np.nan_to_num(ret) * eps, eps) if mon.add(s, r, e))
-    assert fired == first
+    assert fired == first == mon.fired_at
+
+
+def _record(worker, step, ret_sum, eps):
+    return UpdateRecord(worker, 0, int(step), 0.0, 0, 0, 0, float(ret_sum), float(eps),
+                        0.0, 0.0, 0.0, 0.0)
+
+
+def test_records_monitor_decides_on_the_complete_prefix_only():
+    """Two workers report out of env-step order; the monitor fires at exactly the step where
+    the per-update smoothed return of the finished run first reaches the threshold, however
+    the reports interleave, and never on records a slower worker could still precede."""
+    rng = np.random.default_rng(1)
+    steps = np.arange(1, 601) * 10
+    eps = rng.integers(0, 3, 600).astype(np.float64)
+    ret = np.where(eps > 0, np.linspace(0, 500, 600) + rng.normal(0, 40, 600), np.nan)
+    owner = rng.integers(0, 2, 600)
+    rows = [dict(seed=0, env_steps=s, return_sum=np.nan_to_num(r) * e, episodes=e)
+            for s, r, e in zip(steps, ret, eps)]
+    expected = runlog.updates_steps_to(rows, 250.0, window_steps=300)
+    assert np.isfinite(expected)
+    per_worker = [[], []]
+    mon = RecordsMonitor(per_worker, 250.0, 300)
+    # worker 1 lags: its records arrive in bursts of 7, worker 0's one by one
+    queue1, fired_at = [], None
+    for s, row, w in zip(steps, rows, owner):
+        rec = _record(w, s, row["return_sum"], row["episodes"])
+        if w == 0:
+            per_worker[0].append(rec)
+        else:
+            queue1.append(rec)
+            if len(queue1) == 7:
+                per_worker[1].extend(queue1)
+                queue1 = []
+        if mon.reached() and fired_at is None:
+            fired_at = mon.monitor.fired_at
+            complete = min(per_worker[0][-1].env_steps, per_worker[1][-1].env_steps)
+            assert fired_at <= complete
+    assert fired_at == expected
 
 
 # --- synchronous trainer ------------------------------------------------------------------------
@@ -383,15 +420,6 @@ def test_train_cli(algo, tmp_path, repo_root):
 
 # --- learning -------------------------------------------------------------------------------------
 
-def smoothed_from_updates(update_rows: list[dict], window: int = 10_000):
-    """(env_steps, smoothed return) from per-update records, ordered by env steps."""
-    ur = sorted(update_rows, key=lambda r: r["env_steps"])
-    steps = np.array([r["env_steps"] for r in ur])
-    eps = np.array([r["episodes"] for r in ur], np.float64)
-    ret = np.array([r["return_sum"] / r["episodes"] if r["episodes"] else np.nan for r in ur])
-    return steps, runlog.smoothed_returns(steps, ret, eps, window)
-
-
 LEARNING_BUDGETS = {"nq": 1_000_000, "q1": 2_000_000, "sarsa": 2_000_000}
 
 
@@ -402,7 +430,6 @@ def test_learns_cartpole(algo):
     c = Config(algo=algo, workers=2, total_steps=budget, seeds=(0,), progress=False,
                stop_return=400.0, stop_window=10_000)
     result = qlearning.run_q(c, write=False)
-    steps, sm = smoothed_from_updates(result.update_rows)
-    hit = runlog.steps_to_threshold(steps, sm, 400.0)
+    hit = runlog.updates_steps_to(result.update_rows, 400.0)
     print(f"{algo}: smoothed return 400 at {hit:.0f} env steps (budget {budget})")
-    assert hit <= budget, f"{algo}: max smoothed return {np.nanmax(sm):.1f} within {budget}"
+    assert hit <= budget, f"{algo}: smoothed return never reached 400 within {budget}"

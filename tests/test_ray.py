@@ -6,7 +6,7 @@ import pytest
 ray = pytest.importorskip("ray", reason="the ray extra is not installed (pip install .[ray])")
 
 from a3c_jax import runlog  # noqa: E402
-from a3c_jax.async_driver import build_async_algorithm, rows_from_records  # noqa: E402
+from a3c_jax.async_driver import build_async_algorithm, update_rows  # noqa: E402
 from a3c_jax.config import Config  # noqa: E402
 from a3c_jax.ray_backend import ensure_ray, train_one_seed_ray  # noqa: E402
 from a3c_jax.workers import WorkerError  # noqa: E402
@@ -50,7 +50,6 @@ def test_a3c_learns_cartpole_on_ray():
     algo = build_async_algorithm(cfg)
     flat, acct, records, stopped = train_one_seed_ray(algo, 0)
     assert stopped is None
-    rows = rows_from_records(cfg, 0, records)
-    first = runlog.rows_steps_to(rows, 475.0)
+    first = runlog.updates_steps_to(update_rows(0, records), 475.0)
     print(f"ray: env steps to 475 = {first}")
     assert np.isfinite(first) and first <= 1_000_000

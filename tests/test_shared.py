@@ -40,7 +40,7 @@ def expected_sum(workers, updates, size):
 def test_locked_mode_loses_nothing(workers):
     size, updates = 20_000, 200
     store = SharedStore(np.zeros(size, np.float32), SGD1, mode="locked")
-    recs = hammer(store, workers, updates, size)
+    hammer(store, workers, updates, size)
     np.testing.assert_array_equal(store.params, expected_sum(workers, updates, size))
     assert store.version == workers * updates
     assert store.lost_updates()["lost_max"] == 0
