@@ -23,17 +23,20 @@ $(DEVSTAMP): $(STAMP)
 demo: $(STAMP)
 	$(BIN)/python experiments/compare.py --out runs/demo
 
-## test: the whole test suite
+## test: the whole test suite, on 2 processes (files with shared fixtures stay together)
+PYTEST := $(BIN)/python -m pytest -q -n 2 --dist loadgroup
 test: $(DEVSTAMP)
-	$(BIN)/python -m pytest -q tests
+	$(PYTEST) -m "not serial" tests
+	$(BIN)/python -m pytest -q -m serial tests
 
 ## test-fast: everything but the learning tests
 test-fast: $(DEVSTAMP)
-	$(BIN)/python -m pytest -q -m "not learning" tests
+	$(PYTEST) -m "not learning and not serial" tests
+	$(BIN)/python -m pytest -q -m "serial and not learning" tests
 
 ## bench: throughput benchmarks (print their figures; never part of the tests)
 bench: $(STAMP)
 	$(BIN)/python benchmarks/async_throughput.py
 
 clean:
-	rm -rf $(VENV) runs .pytest_cache
+	rm -rf $(VENV) runs .pytest_cache .jax_cache

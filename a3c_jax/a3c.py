@@ -118,6 +118,8 @@ class A3C:
         def loop(stop):
             env_state, key = self.reset(k_env), k_run
             local = store.new_local_state()
+            if stats is not None:
+                store.protect(*stats)
             u = 0
             while not stop.is_set():
                 claim = store.claim_steps(n_steps, c.total_steps)
@@ -128,7 +130,7 @@ class A3C:
                 out = np.asarray(out)
                 rec = store.apply(out[:P], snap, local, t=claim[0])
                 if stats is not None:
-                    store.assign(stats[0], out[P:P + K])
+                    store.merge_stats(stats[0], out[P:P + K])
                 m = out[P + K:]
                 records.append(UpdateRecord(
                     worker, u, claim[1], clock(), rec.version_read, rec.version_written,

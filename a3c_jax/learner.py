@@ -63,9 +63,9 @@ def make_flat_worker_step(segment_grad: Callable, unravel: Callable, max_grad_no
 
     One jitted call per update; the parameter vector and the returned gradient are flat so
     the host copies one buffer each way (per-call cost grows with the number of leaves).
-    With ``stats`` = ``stats_slice(params)``, the observation statistics updated from the
-    segment's observations follow the gradient (``stop - start`` entries) for the worker to
-    write into the store; the gradient is zero there.
+    With ``stats`` = ``stats_slice(params)``, the statistics of the segment's observations
+    alone follow the gradient (``stop - start`` entries, the layout of that slice) for the
+    worker to merge into the store's current statistics; the gradient is zero there.
     """
 
     def step(flat_params, env_state, key):
@@ -79,8 +79,8 @@ def make_flat_worker_step(segment_grad: Callable, unravel: Callable, max_grad_no
                             metrics["value_loss"], metrics["entropy"], metrics["total"]])
         parts = [flat_grad]
         if stats is not None:
-            new_params = normalization.update_params(params, traj.obs)
-            parts.append(ravel_pytree(new_params)[0][stats[0]:stats[1]])
+            own = normalization.get_stats(params)
+            parts.append(ravel_pytree(normalization.batch_stats(own, traj.obs))[0])
         parts.append(packed.astype(flat_grad.dtype))
         return jnp.concatenate(parts), env_state, key
 

@@ -21,6 +21,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 COLLECTION = "obs_norm"
 INIT_COUNT = 1e-4   # the prior (mean 0, var 1) weighs as much as 1e-4 samples
@@ -31,19 +32,18 @@ def init_stats(shape: tuple[int, ...]) -> dict:
             "count": jnp.full((), INIT_COUNT, jnp.float32)}
 
 
-def update_stats(stats: dict, batch: jax.Array) -> dict:
-    """Merge the samples of ``batch`` [..., *obs_shape] (leading axes are samples)."""
+def batch_stats(stats: dict, batch: jax.Array) -> dict:
+    """The statistics of ``batch`` [..., *obs_shape] alone (leading axes are samples), in the
+    layout of ``stats``."""
     event_ndim = stats["mean"].ndim
     x = batch.reshape((-1,) + batch.shape[batch.ndim - event_ndim:]).astype(jnp.float32)
-    n = jnp.asarray(x.shape[0], jnp.float32)
-    b_mean = jnp.mean(x, axis=0)
-    b_var = jnp.var(x, axis=0)
-    count = stats["count"]
-    total = count + n
-    delta = b_mean - stats["mean"]
-    mean = stats["mean"] + delta * n / total
-    m2 = stats["var"] * count + b_var * n + jnp.square(delta) * count * n / total
-    return {"mean": mean, "var": m2 / total, "count": total}
+    return {"mean": jnp.mean(x, axis=0), "var": jnp.var(x, axis=0),
+            "count": jnp.asarray(x.shape[0], jnp.float32)}
+
+
+def update_stats(stats: dict, batch: jax.Array) -> dict:
+    """Merge the samples of ``batch`` [..., *obs_shape] (leading axes are samples)."""
+    return merge_stats(stats, batch_stats(stats, batch))
 
 
 def merge_stats(a: dict, b: dict) -> dict:
@@ -54,6 +54,22 @@ def merge_stats(a: dict, b: dict) -> dict:
     m2 = a["var"] * a["count"] + b["var"] * b["count"] + jnp.square(delta) * a["count"] * \
         b["count"] / total
     return {"mean": mean, "var": m2 / total, "count": total}
+
+
+def merge_flat(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``merge_stats`` in NumPy on flat statistics in ravel order ([count, mean..., var...],
+    the order ``ravel_pytree`` gives the dict), as the asynchronous store keeps them."""
+    a, b = np.asarray(a, np.float32), np.asarray(b, np.float32)
+    d = (a.shape[0] - 1) // 2
+    if a.shape != b.shape or a.shape[0] != 2 * d + 1:
+        raise ValueError(f"merge_flat: expected two [1 + 2d] vectors, got {a.shape}, {b.shape}")
+    ca, ma, va = a[0], a[1:1 + d], a[1 + d:]
+    cb, mb, vb = b[0], b[1:1 + d], b[1 + d:]
+    total = ca + cb
+    delta = mb - ma
+    mean = ma + delta * cb / total
+    var = (va * ca + vb * cb + np.square(delta) * ca * cb / total) / total
+    return np.concatenate([[total], mean, var]).astype(np.float32)
 
 
 def has_stats(params: Any) -> bool:

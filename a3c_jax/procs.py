@@ -52,7 +52,8 @@ class SharedMemoryStore:
     """Owns the segments (parent side); ``spec`` lets a worker process attach to them."""
 
     def __init__(self, params: np.ndarray, with_rms: bool, with_target: bool, ctx):
-        self.tag = SHM_PREFIX + secrets.token_hex(6)
+        # a3cjax_<owner pid>_<token>_<buffer>: leftovers are traceable to their owner
+        self.tag = f"{SHM_PREFIX}{os.getpid()}_{secrets.token_hex(4)}"
         self.layout = _layout(params.shape[0], with_rms, with_target)
         self.segments: dict[str, shared_memory.SharedMemory] = {}
         try:

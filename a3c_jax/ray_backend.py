@@ -57,8 +57,11 @@ class ParameterServer:
             self.local[worker] = self.store.new_local_state()
         return self.store.apply(grad, snap, self.local[worker], t)
 
-    def assign(self, start: int, values: np.ndarray) -> None:
-        self.store.assign(start, values)
+    def protect(self, start: int, stop: int) -> None:
+        self.store.protect(start, stop)
+
+    def merge_stats(self, start: int, batch: np.ndarray) -> None:
+        self.store.merge_stats(start, batch)
 
     def apply_and_claim(self, worker: int, grad: np.ndarray, snap, t: int | None, n: int,
                         budget: int):
@@ -118,8 +121,11 @@ class StoreClient:
         self._next = (nxt,)
         return record
 
-    def assign(self, start: int, values) -> None:
-        _ray().get(self.server.assign.remote(start, np.asarray(values)))
+    def protect(self, start: int, stop: int) -> None:
+        _ray().get(self.server.protect.remote(start, stop))
+
+    def merge_stats(self, start: int, batch) -> None:
+        _ray().get(self.server.merge_stats.remote(start, np.asarray(batch)))
 
     def update_target(self) -> None:
         _ray().get(self.server.update_target.remote())

@@ -21,11 +21,12 @@ What is atomic and what may race
   only, never the buffers; they are exact.
 * ``locked`` mode takes one lock around the whole read and the whole read-modify-write: the
   exact control for experiments and tests.
-* ``assign()`` overwrites a slice of theta that no optimiser step changes (running observation
-  statistics, whose gradient is zero): an in-place copy without a lock (under the lock in
-  ``locked`` mode), last writer wins. A concurrent ``apply`` may write back the old values of
-  that slice (its step there is exactly zero), so a statistics update can be dropped; it is
-  never torn across parameters.
+* ``merge_stats()`` merges a worker's batch of observation statistics into a slice of theta
+  that no optimiser step changes (running mean/var/count, whose gradient is zero), with the
+  values *as they are at write time*, under the small counter lock (a few floats). Merges are
+  exact: no batch is ever dropped, so ``count`` is exactly the number of observations seen.
+  ``protect()`` marks that slice so that ``apply`` never writes it (an in-place step of zero
+  would otherwise write back a value read before a concurrent merge).
 * ``overwrite`` mode is the naive idiom, kept only to measure it: the new parameters are
   computed from the worker's snapshot and assigned over the shared buffer, discarding every
   update written since the snapshot.
@@ -123,6 +124,7 @@ class SharedStore:
         self._counters = memory.counters  # int64 [T, version, target_updates]
         self._counter_lock = memory.counter_lock
         self._rw_lock = memory.rw_lock
+        self.protected: tuple[int, int] | None = None
 
     # --- counters (exact) ------------------------------------------------------------------
     @property
@@ -187,17 +189,23 @@ class SharedStore:
             written = self._bump_version()
         return WriteRecord(snap.version, written, written - 1 - snap.version)
 
-    def assign(self, start: int, values: np.ndarray) -> None:
-        """theta[start:start + len(values)] = values (a non-optimised region; see above)."""
-        values = np.asarray(values, np.float32)
-        stop = start + values.shape[0]
+    def protect(self, start: int, stop: int) -> None:
+        """Exclude theta[start:stop] (statistics with zero gradient) from optimiser writes."""
+        if not 0 <= start < stop <= self.params.shape[0]:
+            raise ValueError(f"protect: slice [{start}, {stop}) outside the parameters")
+        self.protected = (start, stop)
+
+    def merge_stats(self, start: int, batch: np.ndarray) -> None:
+        """theta[start:stop] <- merge(theta[start:stop], batch) for observation statistics in
+        their flat layout (``normalization.merge_flat``), against the current shared values."""
+        from a3c_jax.normalization import merge_flat
+
+        batch = np.asarray(batch, np.float32)
+        stop = start + batch.shape[0]
         if start < 0 or stop > self.params.shape[0]:
-            raise ValueError(f"assign: slice [{start}, {stop}) outside the parameters")
-        if self.mode == "locked":
-            with self._rw_lock:
-                self.params[start:stop] = values
-        else:
-            self.params[start:stop] = values
+            raise ValueError(f"merge_stats: slice [{start}, {stop}) outside the parameters")
+        with self._counter_lock:
+            self.params[start:stop] = merge_flat(self.params[start:stop], batch)
 
     def _bump_version(self) -> int:
         with self._counter_lock:
@@ -205,13 +213,20 @@ class SharedStore:
             return int(self._counters[1])
 
     def _step_in_place(self, d: np.ndarray, lr: np.float32, local: LocalOptState) -> None:
-        self._step_on(self.params, d, lr, local)
+        if self.protected is None:
+            self._step_on(self.params, d, lr, local)
+            return
+        a, b = self.protected
+        for sl in (slice(0, a), slice(b, None)):
+            buf = None if local.buf is None else local.buf[sl]
+            rms = None if self.rms is None else self.rms[sl]
+            self._step_on(self.params[sl], d[sl], lr, LocalOptState(buf), rms)
 
     def _step_on(self, theta: np.ndarray, d: np.ndarray, lr: np.float32,
-                 local: LocalOptState) -> None:
+                 local: LocalOptState, rms: np.ndarray | None = None) -> None:
         o = self.opt
         if o.name in ("rmsprop", "rmsprop_local"):
-            g = self.rms if o.name == "rmsprop" else local.buf
+            g = (self.rms if rms is None else rms) if o.name == "rmsprop" else local.buf
             g *= np.float32(o.decay)
             g += np.float32(1.0 - o.decay) * np.square(d)
             theta -= lr * d / np.sqrt(g + np.float32(o.eps))

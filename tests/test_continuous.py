@@ -10,6 +10,7 @@ import json
 
 import chex
 import jax
+import jax.flatten_util
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -184,10 +185,59 @@ def test_a3c_statistics_live_in_the_shared_store():
                hidden=(8,), seeds=(0,), progress=False, lr_anneal=False)
     res = run_a3c(c, write=False)
     stats = res.params[0][normalization.COLLECTION]
-    # Concurrent merges may drop one another (last writer wins), never exceed the steps taken.
-    count = float(stats["count"])
-    assert 1_000 <= count <= 2_000 + c.steps_per_update * c.workers
+    # Every segment's batch is merged into the current shared statistics: none is dropped.
+    steps = len(res.update_rows) * c.steps_per_update
+    assert float(stats["count"]) == pytest.approx(normalization.INIT_COUNT + steps, rel=1e-6)
     assert np.all(np.asarray(stats["var"]) > 0)
+
+
+def test_store_merges_statistics_exactly_under_concurrency_and_never_steps_them():
+    import threading
+
+    from a3c_jax.shared import OptSpec, SharedStore
+
+    d, n_workers, batches = 3, 4, 50
+    stats0 = normalization.init_stats((d,))
+    flat0 = np.asarray(jax.flatten_util.ravel_pytree(stats0)[0])
+    params = np.concatenate([np.ones(5, np.float32), flat0, np.ones(2, np.float32)])
+    start, stop = 5, 5 + flat0.shape[0]
+    store = SharedStore(params, OptSpec(name="sgd", lr=0.1, momentum=0.0))
+    rng = np.random.default_rng(0)
+    data = rng.normal(size=(n_workers, batches, 8, d)).astype(np.float32) * 3 + 1
+
+    def work(w):
+        local = store.new_local_state()
+        store.protect(start, stop)
+        for b in range(batches):
+            bs = normalization.batch_stats(stats0, jnp.asarray(data[w, b]))
+            store.merge_stats(start, np.asarray(jax.flatten_util.ravel_pytree(bs)[0]))
+            store.apply(np.ones_like(params), store.read(), local)  # non-zero on every entry
+
+    threads = [threading.Thread(target=work, args=(w,)) for w in range(n_workers)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    got = store.params[start:stop]
+    all_x = data.reshape(-1, d)
+    assert got[0] == pytest.approx(normalization.INIT_COUNT + all_x.shape[0], rel=1e-6)
+    np.testing.assert_allclose(got[1:1 + d], all_x.mean(0), rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(got[1 + d:], all_x.var(0), rtol=1e-3)
+    # the optimiser stepped everything else n_workers * batches times, the statistics never
+    np.testing.assert_allclose(store.params[:5], 1 - 0.1 * n_workers * batches, rtol=1e-4)
+
+
+def test_merge_flat_equals_merge_stats():
+    rng = np.random.default_rng(3)
+    a = {"count": jnp.float32(7.0), "mean": jnp.asarray(rng.normal(size=4), jnp.float32),
+         "var": jnp.asarray(rng.uniform(0.5, 2, size=4), jnp.float32)}
+    b = {"count": jnp.float32(3.0), "mean": jnp.asarray(rng.normal(size=4), jnp.float32),
+         "var": jnp.asarray(rng.uniform(0.5, 2, size=4), jnp.float32)}
+    flat = lambda t: np.asarray(jax.flatten_util.ravel_pytree(t)[0])  # noqa: E731
+    np.testing.assert_allclose(normalization.merge_flat(flat(a), flat(b)),
+                               flat(normalization.merge_stats(a, b)), rtol=1e-6)
+    with pytest.raises(ValueError, match="merge_flat"):
+        normalization.merge_flat(flat(a), flat(a)[:-1])
 
 
 # --- reward scaling, advantage normalisation, GAE --------------------------------------------

@@ -18,7 +18,9 @@ CFG = Config(algo="a3c", backend="processes", workers=2, total_steps=4_000, seed
 
 
 def segments():
-    return {n for n in os.listdir("/dev/shm") if n.startswith(SHM_PREFIX)}
+    """This process's segments (other test processes may own some at the same time)."""
+    mine = f"{SHM_PREFIX}{os.getpid()}_"
+    return {n for n in os.listdir("/dev/shm") if n.startswith(mine)}
 
 
 def test_process_backend_runs_and_cleans_up():
