@@ -171,3 +171,18 @@ def test_evaluate_sampled_and_missing_checkpoint_in_process(compared, tmp_path, 
     _check_eval(target, "sampled", 6)
     assert evaluate.main([str(out / "a2c"), "--seeds", "7"]) == 2
     assert "no saved parameters" in capsys.readouterr().err
+
+
+def test_plot_runs_compares_any_run_directories(compared, tmp_path, capsys):
+    out, _ = compared
+    plot_runs = load_module("plot_runs")
+    fig = plot_runs.main(plot_runs.Args(runs=(str(out / "a2c"),), labels=("baseline",),
+                                        threshold=20.0, out=str(tmp_path)))
+    assert fig.read_bytes()[:4] == b"\x89PNG"
+    table = pd.read_csv(tmp_path / "summary.csv")
+    assert table["method"].tolist() == ["baseline"] and table["seeds"].tolist() == [2]
+    assert "baseline" in capsys.readouterr().out
+    with pytest.raises(SystemExit, match="labels"):
+        plot_runs.main(plot_runs.Args(runs=(str(out / "a2c"),), labels=("a", "b")))
+    with pytest.raises(SystemExit, match="no metrics.csv"):
+        plot_runs.main(plot_runs.Args(runs=(str(tmp_path / "nowhere"),)))
