@@ -32,13 +32,13 @@ import numpy as np
 from jax.flatten_util import ravel_pytree
 
 from a3c_jax import learner, losses as losses_lib, networks, rollout
-from a3c_jax.async_driver import UpdateRecord, run_async
+from a3c_jax.async_driver import FlatParams, UpdateRecord, run_async
 from a3c_jax.config import Config, resolve_defaults
 from a3c_jax.envs import Env
 from a3c_jax.runner import RunResult
 
 
-class A3C:
+class A3C(FlatParams):
     """The pure pieces of A3C for one config, and the worker loop that drives them."""
 
     with_target = False
@@ -81,19 +81,6 @@ class A3C:
 
     def init_params(self, key):
         return networks.init_actor_critic(self.network, key, self.env.obs_shape)
-
-    def init_flat_params(self, seed: int) -> np.ndarray:
-        k_params, _ = jax.random.split(jax.random.key(seed))
-        flat, _ = ravel_pytree(self.init_params(k_params))
-        return np.array(flat, np.float32)
-
-    def unravel(self, flat: np.ndarray):
-        return jax.device_get(self._unravel(jnp.asarray(flat)))
-
-    def worker_keys(self, seed: int, worker: int):
-        _, k_workers = jax.random.split(jax.random.key(seed))
-        k_env, k_run = jax.random.split(jax.random.fold_in(k_workers, worker))
-        return k_env, k_run
 
     def compile(self) -> None:
         """Compile the step and reset before any thread starts (the first call compiles)."""

@@ -57,6 +57,38 @@ class AsyncAlgorithm(Protocol):
                     records: list) -> Callable: ...
 
 
+class FlatParams:
+    """What every asynchronous algorithm shares: its parameters as one flat float32 vector
+    (the store's layout) and each worker's key streams. Subclasses define ``init_params(key)``
+    and set ``self._unravel`` (from ``ravel_pytree`` of their parameters)."""
+
+    _unravel: Callable
+
+    def init_params(self, key) -> Any:
+        raise NotImplementedError
+
+    def init_flat_params(self, seed: int) -> np.ndarray:
+        import jax
+        from jax.flatten_util import ravel_pytree
+
+        k_params, _ = jax.random.split(jax.random.key(seed))
+        flat, _ = ravel_pytree(self.init_params(k_params))
+        return np.array(flat, np.float32)
+
+    def unravel(self, flat: np.ndarray) -> Any:
+        import jax
+        import jax.numpy as jnp
+
+        return jax.device_get(self._unravel(jnp.asarray(flat)))
+
+    def worker_keys(self, seed: int, worker: int):
+        """(env key, run key) of one worker: independent streams per seed and worker."""
+        import jax
+
+        _, k_workers = jax.random.split(jax.random.key(seed))
+        return tuple(jax.random.split(jax.random.fold_in(k_workers, worker)))
+
+
 def rows_from_records(config: Config, seed: int, records: list[UpdateRecord]) -> list[dict]:
     """Bin update records by global env steps into metrics.csv rows (same schema as A2C)."""
     if not records:

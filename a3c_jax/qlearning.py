@@ -55,7 +55,6 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from pathlib import Path
 from typing import Any, Callable, NamedTuple
 
 import jax
@@ -68,6 +67,7 @@ from jax.flatten_util import ravel_pytree
 from a3c_jax import exploration, learner, losses as losses_lib, networks, optim, rollout
 from a3c_jax.config import VALUE_ALGOS, Config
 from a3c_jax.envs import Env, EnvState
+from a3c_jax.async_driver import FlatParams
 from a3c_jax.runner import RunResult
 
 SEGMENT_LOSSES: dict[str, Callable] = {
@@ -232,7 +232,7 @@ def claim_and_update_target(store, n: int, budget: int, interval: int
     return claim
 
 
-class AsyncQ:
+class AsyncQ(FlatParams):
     """Async one-step Q, one-step SARSA or n-step Q for one config (``AsyncAlgorithm``)."""
 
     with_target = True
@@ -274,20 +274,6 @@ class AsyncQ:
 
     def init_params(self, key):
         return self.network.init(key, jnp.zeros((1,) + self.env.obs_shape, jnp.float32))
-
-    def init_flat_params(self, seed: int) -> np.ndarray:
-        k_params, _ = jax.random.split(jax.random.key(seed))
-        flat, _ = ravel_pytree(self.init_params(k_params))
-        return np.array(flat, np.float32)
-
-    def unravel(self, flat: np.ndarray):
-        return jax.device_get(self._unravel(jnp.asarray(flat)))
-
-    def worker_keys(self, seed: int, worker: int):
-        """(env key, run key) of one worker."""
-        _, k_workers = jax.random.split(jax.random.key(seed))
-        k_env, k_run = jax.random.split(jax.random.fold_in(k_workers, worker))
-        return k_env, k_run
 
     def final_epsilon(self, seed: int, worker: int) -> np.ndarray:
         """[E] final epsilons of one worker's environments (actors w*E .. w*E + E - 1)."""
@@ -451,7 +437,7 @@ def run_sync_q(config: Config, write: bool = True) -> RunResult:
     """Train every seed with the synchronous trainer (``Q_DEFAULTS`` for unset fields), one
     seed after another so wall-clock times are per seed; rows are labelled ``<algo>_sync``.
     Stops a seed early once ``config.stop_return`` is reached."""
-    from a3c_jax.runner import _progress, _row_from_chunk, reached, write_run
+    from a3c_jax.runner import _progress, _row_from_chunk, finish_run, reached
 
     _check_algo(config)
     config = with_q_defaults(config)
@@ -495,8 +481,4 @@ def run_sync_q(config: Config, write: bool = True) -> RunResult:
         interrupted = True
     finally:
         bar.close()
-    result = RunResult(config=config, run_dir=Path(config.out) if write else None, rows=rows,
-                       params=params, interrupted=interrupted)
-    if write:
-        write_run(result)
-    return result
+    return finish_run(config, rows, params, interrupted, write)

@@ -176,6 +176,16 @@ def ensure_ray(address: str = "", num_cpus: int | None = None):
     return ray
 
 
+def worker_cpus(resources: dict, workers: int) -> float:
+    """CPUs each worker actor asks Ray for: one where the cluster has a CPU per worker, else an
+    equal share, so that W workers always fit (on a 2-CPU machine, W = 4 oversubscribes the
+    cores like 4 threads would, instead of waiting forever for CPUs that do not exist)."""
+    cpus = float(resources.get("CPU", 0.0))
+    if cpus <= 0:
+        raise RuntimeError("the Ray cluster reports no CPUs; workers cannot be placed")
+    return min(1.0, cpus / workers)
+
+
 def train_one_seed_ray(algo, seed: int, on_progress: Callable[[int], None] | None = None,
                        loss_fn=None):
     """Like ``async_driver.train_one_seed`` with Ray actors. Returns (flat params, accounting,
@@ -186,7 +196,8 @@ def train_one_seed_ray(algo, seed: int, on_progress: Callable[[int], None] | Non
     c = algo.config
     ray = ensure_ray(c.ray_address)
     server_cls = ray.remote(num_cpus=0, max_concurrency=c.workers + 2)(ParameterServer)
-    worker_cls = ray.remote(num_cpus=1, max_concurrency=2)(Worker)
+    worker_cls = ray.remote(num_cpus=worker_cpus(ray.cluster_resources(), c.workers),
+                            max_concurrency=2)(Worker)
     server = server_cls.remote(algo.init_flat_params(seed), c.to_dict(), algo.with_target)
     actors = [worker_cls.remote(w, seed, c.to_dict(), loss_fn) for w in range(c.workers)]
     stopped: BaseException | None = None

@@ -126,6 +126,12 @@ def run_a2c(config: Config, loss_fn: Callable | None = None, seeds=None,
         interrupted = True
     finally:
         bar.close()
+    return finish_run(config, rows, params, interrupted, write)
+
+
+def finish_run(config: Config, rows: list[dict], params: dict, interrupted: bool,
+               write: bool) -> RunResult:
+    """The result of a synchronous run, written to ``config.out`` when ``write``."""
     result = RunResult(config=config, run_dir=Path(config.out) if write else None, rows=rows,
                        params=params, interrupted=interrupted)
     if write:

@@ -53,7 +53,7 @@ class Args:
     """Which algorithms to run; the others are read from OUT if they were run before."""
     t_max: int = DEFAULTS.t_max
     """Segment length, the same for both."""
-    lr: float = DEFAULTS.lr
+    lr: float | None = DEFAULTS.lr
     """Learning rate, the same for both (annealed linearly to 0 unless --no-lr-anneal)."""
     lr_anneal: bool = True
     """Anneal the learning rate linearly to 0 over the budget."""

@@ -20,7 +20,7 @@ from a3c_jax import plotting
 
 @dataclasses.dataclass(frozen=True)
 class Args:
-    runs: tuple[str, ...]
+    runs: tyro.conf.Positional[tuple[str, ...]]
     """Run directories (each with config.json and metrics.csv)."""
     labels: tuple[str, ...] = ()
     """One label per run directory (default: algorithm and sizes from config.json)."""

@@ -60,7 +60,7 @@ class Args:
     """Which algorithms to run."""
     t_max: int = DEFAULTS.t_max
     """Segment length."""
-    lr: float = DEFAULTS.lr
+    lr: float | None = DEFAULTS.lr
     """Learning rate."""
     optimizer: OptimizerName = "rmsprop"
     """Optimiser."""

@@ -53,3 +53,19 @@ def test_a3c_learns_cartpole_on_ray():
     first = runlog.updates_steps_to(update_rows(0, records), 475.0)
     print(f"ray: env steps to 475 = {first}")
     assert np.isfinite(first) and first <= 1_000_000
+
+
+def test_more_workers_than_cpus_still_fit():
+    """4 workers on the 2-CPU instance: each asks for half a CPU and the run completes
+    (asking for a whole CPU each would leave two actors pending forever)."""
+    from a3c_jax.ray_backend import worker_cpus
+
+    assert worker_cpus({"CPU": 2.0}, 4) == 0.5
+    assert worker_cpus({"CPU": 16.0}, 4) == 1.0
+    with pytest.raises(RuntimeError, match="no CPUs"):
+        worker_cpus({}, 2)
+    cfg = CFG.replace(workers=4, total_steps=1_000)
+    algo = build_async_algorithm(cfg)
+    flat, acct, records, stopped = train_one_seed_ray(algo, 0)
+    assert stopped is None
+    assert {r.worker for r in records} == {0, 1, 2, 3}

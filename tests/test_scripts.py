@@ -1,7 +1,5 @@
 """Smoke tests of the experiment scripts at tiny budgets: each runs as a subprocess, exits 0 and
 writes the files it promises, with the right columns.
-
-Each script runs both algorithms where it can; the asynchronous side needs ``a3c_jax.a3c``.
 """
 
 from __future__ import annotations
@@ -21,8 +19,7 @@ from a3c_jax import plotting
 
 REPO = Path(__file__).resolve().parent.parent
 EXPERIMENTS = REPO / "experiments"
-HAVE_A3C = importlib.util.find_spec("a3c_jax.a3c") is not None
-ALGOS = ["a3c", "a2c"] if HAVE_A3C else ["a2c"]
+ALGOS = ["a3c", "a2c"]
 TINY = ["--total-steps", "3000", "--no-progress"]
 
 
@@ -67,7 +64,6 @@ def test_compare_a2c_only_writes_runs_figure_and_summary(compared):
     assert f"figure: {out / 'comparison.png'}" in proc.stdout
 
 
-@pytest.mark.skipif(not HAVE_A3C, reason="needs a3c_jax.a3c")
 def test_compare_both_algorithms_from_one_base_config(tmp_path):
     script("compare.py", "--seeds", "0", "--workers", "2", "--envs-per-worker", "2",
            "--out", str(tmp_path), *TINY)
@@ -139,7 +135,7 @@ def test_scaling_writes_table_and_plot(tmp_path):
         assert g.sort_values("total_envs")["throughput_speedup"].iloc[0] == 1.0
     assert "speedup" in (tmp_path / "scaling.md").read_text()
     assert (tmp_path / "scaling.png").read_bytes()[:4] == b"\x89PNG"
-    for d in (["a3c_W1", "a3c_W2"] if HAVE_A3C else []) + ["a2c_N1", "a2c_N2"]:
+    for d in ["a3c_W1", "a3c_W2", "a2c_N1", "a2c_N2"]:
         assert (tmp_path / d / "metrics.csv").exists(), d
 
 
