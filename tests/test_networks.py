@@ -61,6 +61,46 @@ def test_conv_batch_elements_independent():
     assert not np.allclose(value2[1, 1], value[1, 1])
 
 
+@pytest.mark.parametrize("channels,features,kernel", [(4, 16, (3, 3)), (7, 5, (2, 4))])
+def test_patch_conv_matches_flax_conv(channels, features, kernel):
+    """PatchConv is a drop-in nn.Conv (VALID, stride 1): same parameter tree and
+    initialisation from the same key, same outputs on the same parameters, leading dims
+    kept, and the same gradients."""
+    import flax.linen as nn
+
+    init = nn.initializers.orthogonal(np.sqrt(2.0))
+    ref = nn.Conv(features, kernel, padding="VALID", kernel_init=init)
+    ours = networks.PatchConv(features, kernel, kernel_init=init)
+    x = jax.random.normal(jax.random.key(0), (2, 3, 10, 9, channels))
+    flat = x.reshape((-1,) + x.shape[2:])
+    p_ref = ref.init(jax.random.key(3), flat)
+    p_ours = ours.init(jax.random.key(3), x)
+    chex.assert_trees_all_equal(p_ref, p_ours)
+    params = jax.tree.map(lambda t: t + 0.05, p_ref)   # a non-zero bias too
+    y_ref = ref.apply(params, flat).reshape(x.shape[:2] + (11 - kernel[0], 10 - kernel[1],
+                                                          features))
+    y_ours = ours.apply(params, x)
+    np.testing.assert_allclose(y_ours, y_ref, rtol=1e-5, atol=1e-5)
+    g_ref = jax.grad(lambda p: jnp.sum(jnp.sin(ref.apply(p, flat))))(params)
+    g_ours = jax.grad(lambda p: jnp.sum(jnp.sin(ours.apply(p, flat))))(params)
+    chex.assert_trees_all_close(g_ours, g_ref, rtol=1e-4, atol=1e-4)
+
+
+def test_patch_conv_rejects_a_kernel_larger_than_the_input():
+    with pytest.raises(ValueError, match="does not fit"):
+        networks.PatchConv(4, (3, 3)).init(jax.random.key(0), jnp.ones((1, 2, 5, 1)))
+
+
+def test_conv_torso_keeps_flax_conv_parameter_names():
+    """Checkpoints written with nn.Conv layers load into the patch form (and back)."""
+    net = networks.ActorCritic(num_actions=3, torso="conv")
+    shapes = jax.eval_shape(net.init, jax.random.key(0), jnp.ones((1, 10, 10, 4)))
+    torso = shapes["params"]["ConvTorso_0"]
+    assert set(torso) == {"Conv_0", "Conv_1", "Dense_0"}
+    chex.assert_shape(torso["Conv_0"]["kernel"], (3, 3, 4, 16))
+    chex.assert_shape(torso["Conv_1"]["kernel"], (3, 3, 16, 32))
+
+
 def test_q_network_shape():
     _, q = _shapes(networks.QNetwork(num_actions=4, hidden=(16,)), (1, 6), (7, 6))
     chex.assert_shape(q, (7, 4))
