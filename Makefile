@@ -37,6 +37,7 @@ test-fast: $(DEVSTAMP)
 ## bench: throughput benchmarks (print their figures; never part of the tests)
 bench: $(STAMP)
 	$(BIN)/python benchmarks/async_throughput.py
+	$(BIN)/python benchmarks/conv_in_loop.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .jax_cache
