@@ -45,8 +45,10 @@ def test_ray_worker_error_stops_the_run():
 
 @pytest.mark.learning
 def test_a3c_learns_cartpole_on_ray():
-    cfg = Config(algo="a3c", backend="ray", workers=2, total_steps=1_000_000, seeds=(0,),
-                 progress=False, log_interval=1_000, stop_return=475.0)
+    # 4 envs per worker: one parameter-server round trip per 20 env steps instead of 5. With
+    # 1 env the run stalled below 475 within 1M steps once, while other work loaded the CPU.
+    cfg = Config(algo="a3c", backend="ray", workers=2, envs_per_worker=4, total_steps=1_000_000,
+                 seeds=(0,), progress=False, log_interval=1_000, stop_return=475.0)
     algo = build_async_algorithm(cfg)
     flat, acct, records, stopped = train_one_seed_ray(algo, 0)
     assert stopped is None
