@@ -76,7 +76,16 @@ class PatchConv(nn.Module):
 
 
 class ConvTorso(nn.Module):
-    """Paper's conv torso scaled to 10x10 MinAtar frames. Input [..., H, W, C]."""
+    """Paper's conv torso scaled to 10x10 MinAtar frames. Input [..., H, W, C].
+    ``lax_conv`` uses ``flax.linen.Conv`` layers instead of ``PatchConv`` (the same variables;
+    for comparison, see benchmarks/conv_in_loop.py)."""
+
+    lax_conv: bool = False
+
+    def _conv(self, features: int, init, name: str) -> nn.Module:
+        if self.lax_conv:
+            return nn.Conv(features, (3, 3), padding="VALID", kernel_init=init, name=name)
+        return PatchConv(features, (3, 3), kernel_init=init, name=name)
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
@@ -84,8 +93,8 @@ class ConvTorso(nn.Module):
         x = x.reshape((-1,) + x.shape[-3:])
         init = nn.initializers.orthogonal(np.sqrt(2.0))
         # Named as nn.Conv would be, so checkpoints of either form load into the other.
-        x = nn.relu(PatchConv(16, (3, 3), kernel_init=init, name="Conv_0")(x))
-        x = nn.relu(PatchConv(32, (3, 3), kernel_init=init, name="Conv_1")(x))
+        x = nn.relu(self._conv(16, init, "Conv_0")(x))
+        x = nn.relu(self._conv(32, init, "Conv_1")(x))
         x = x.reshape(x.shape[0], -1)
         x = nn.relu(_dense(256)(x))
         return x.reshape(lead + (256,))

@@ -23,7 +23,6 @@ import a3c_jax  # noqa: F401  (sets the XLA flags before JAX starts)
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 import tyro
 
@@ -43,18 +42,16 @@ class Args:
     """Timed runs; the median is printed."""
 
 
-class LaxConvActorCritic(nn.Module):
-    """The package's conv actor-critic with flax.linen.Conv layers (the reference form)."""
+class ConvActorCritic(nn.Module):
+    """The package's conv torso (either conv form) with linear policy and value heads."""
 
     num_actions: int
+    lax_conv: bool
 
     @nn.compact
     def __call__(self, x):
-        init = nn.initializers.orthogonal(np.sqrt(2.0))
-        x = nn.relu(nn.Conv(16, (3, 3), padding="VALID", kernel_init=init)(x))
-        x = nn.relu(nn.Conv(32, (3, 3), padding="VALID", kernel_init=init)(x))
-        x = nn.relu(nn.Dense(256)(x.reshape(x.shape[0], -1)))
-        return nn.Dense(self.num_actions)(x), nn.Dense(1)(x)[..., 0]
+        z = networks.ConvTorso(lax_conv=self.lax_conv)(x)
+        return nn.Dense(self.num_actions)(z), nn.Dense(1)(z)[..., 0]
 
 
 def _median_ms(fn, arg, repeats: int, per: int) -> float:
@@ -95,9 +92,8 @@ def main(args: Args) -> None:
     print("| batch | torso | ms/step alone | ms/step in a scan | scan / alone |")
     print("|---|---|---|---|---|")
     for batch in args.batch:
-        for name, net in [("nn.Conv", LaxConvActorCritic(args.num_actions)),
-                          ("PatchConv", networks.ActorCritic(args.num_actions, torso="conv"))]:
-            alone, scanned = measure(net, batch, args)
+        for name, lax_conv in [("nn.Conv", True), ("PatchConv", False)]:
+            alone, scanned = measure(ConvActorCritic(args.num_actions, lax_conv), batch, args)
             print(f"| {batch} | {name} | {alone:.2f} | {scanned:.2f} | {scanned / alone:.1f}x |",
                   flush=True)
 

@@ -141,3 +141,12 @@ def test_continuous_actions_get_a_gaussian_actor_critic_and_no_q_network():
     assert isinstance(net, networks.GaussianActorCritic) and net.action_dim == 1
     with pytest.raises(ValueError, match="continuous"):
         networks.make_q_network(Config(env="Pendulum-v1"), env)
+
+
+def test_conv_torso_both_conv_forms_agree():
+    """The lax_conv form (flax.linen.Conv) and the default PatchConv form share variables and
+    compute the same features."""
+    x = jax.random.uniform(jax.random.key(1), (5, 10, 10, 4))
+    params = networks.ConvTorso().init(jax.random.key(0), x)
+    np.testing.assert_allclose(networks.ConvTorso(lax_conv=True).apply(params, x),
+                               networks.ConvTorso().apply(params, x), rtol=1e-5, atol=1e-5)
