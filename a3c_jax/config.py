@@ -4,11 +4,13 @@ Every field has a docstring (tyro turns them into ``--help``). Derived sizes are
 ``validate`` raises ``ValueError`` naming the offending field; call it (or ``Config.checked``)
 before building anything jitted.
 
-Per-action-space defaults: a field whose default is ``None`` means "auto" and is filled by
-``resolve_defaults(config)`` from ``AUTO_DEFAULTS`` for the environment's action space
-(discrete: the paper's Atari setting; continuous: the settings that pass the Pendulum-v1
-learning test). The drivers resolve before building anything, and the run directory's
-config.json holds the resolved values; an explicitly given value is always kept.
+Per-method defaults: a field whose default is ``None`` means "auto" and is filled by
+``a3c_jax.defaults.resolve(config)`` from ``AUTO_DEFAULTS`` for the method family and the environment's action
+space (actor-critic on discrete actions, actor-critic on continuous actions, value-based
+methods). ``resolve`` is called once, at the edge (``runner.run``, ``sync.make_train``); every
+piece below it receives a resolved config (``config.resolved``) or the small part of it it
+needs, and never resolves again. A value the user gave is always kept; config.json holds the
+resolved values.
 """
 
 from __future__ import annotations
@@ -22,9 +24,8 @@ OptimizerName = Literal["rmsprop", "rmsprop_local", "sgd"]
 Reduction = Literal["sum", "mean"]
 StoreMode = Literal["hogwild", "locked", "overwrite"]
 Torso = Literal["auto", "mlp", "conv"]
-Backend = Literal["threads", "processes", "ray"]
+Backend = Literal["threads", "processes", "ray", "sync"]
 
-ASYNC_ALGOS = ("a3c", "q1", "sarsa", "nq")
 VALUE_ALGOS = ("q1", "sarsa", "nq")
 
 
@@ -49,8 +50,10 @@ class Config:
     envs_per_worker: int = 1
     """Asynchronous driver: environments per worker E (the paper uses 1)."""
     backend: Backend = "threads"
-    """Asynchronous driver: where workers run — threads (one process), processes (one process
-    per worker on a shared-memory store), or ray (Ray actors and a parameter-server actor)."""
+    """Where the method runs: threads (async workers in one process), processes (one process
+    per worker on a shared-memory store), ray (Ray actors and a parameter-server actor), or
+    sync (the synchronous counterpart over ``num_envs`` lockstep environments; for a3c this
+    is A2C)."""
     ray_address: str = ""
     """Ray backend: address of an existing cluster; empty starts a local Ray instance."""
     store_mode: StoreMode = "hogwild"
@@ -65,8 +68,9 @@ class Config:
     gae_lambda: float = 1.0
     """GAE lambda; 1.0 is the paper's n-step advantage."""
     lr: float | None = None
-    """Learning rate (peak value when annealed); None (auto): 3e-3 for discrete actions, 1e-3
-    for continuous ones."""
+    """Learning rate (peak value when annealed); None (auto): 3e-3 for the actor-critic on
+    discrete actions, 1e-3 on continuous ones and for q1 / sarsa / nq (ours; the paper samples
+    LogUniform(1e-4, 1e-2) per run)."""
     lr_anneal: bool = True
     """Anneal the learning rate linearly to 0 over the budget (the paper does)."""
     optimizer: OptimizerName = "rmsprop"
@@ -111,10 +115,12 @@ class Config:
     eps_final: float = -1.0
     """Q methods: final epsilon; negative samples it per worker from {0.1, 0.01, 0.5} with
     probabilities {0.4, 0.3, 0.3} (the paper)."""
-    eps_anneal_steps: int = 100_000
-    """Q methods: env steps (per worker) over which epsilon anneals from 1 to its final value."""
-    target_interval: int = 10_000
-    """Q methods: copy the target parameters every I_target global steps."""
+    eps_anneal_steps: int | None = None
+    """Q methods: env steps (per environment) over which epsilon anneals from 1 to its final
+    value; None (auto): 25000 for q1 / sarsa / nq (ours, tuned on CartPole-v1)."""
+    target_interval: int | None = None
+    """Q methods: copy the target parameters every I_target global steps; None (auto): 1000
+    for q1 / sarsa / nq (ours, tuned on CartPole-v1)."""
 
     stop_return: float = 0.0
     """Stop a seed early once its smoothed return (episode-weighted mean over the last
@@ -133,8 +139,18 @@ class Config:
 
     # --- derived sizes -------------------------------------------------------------------
     @property
+    def is_sync(self) -> bool:
+        """Runs on the synchronous driver: a2c, or any method with ``backend == "sync"``."""
+        return self.algo == "a2c" or self.backend == "sync"
+
+    @property
     def is_async(self) -> bool:
-        return self.algo in ASYNC_ALGOS
+        return not self.is_sync
+
+    @property
+    def family(self) -> str:
+        """"value" for q1 / sarsa / nq, "actor_critic" for a2c / a3c."""
+        return "value" if self.algo in VALUE_ALGOS else "actor_critic"
 
     @property
     def batch_envs(self) -> int:
@@ -159,6 +175,8 @@ class Config:
         for name in ("total_steps", "num_envs", "workers", "envs_per_worker", "t_max",
                      "eps_anneal_steps", "target_interval", "stop_window", "lstm_size"):
             value = getattr(self, name)
+            if value is None and name in AUTO_FIELDS:
+                continue
             if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
         if self.log_interval < 0:
@@ -209,9 +227,9 @@ class Config:
             raise ValueError(
                 f"total_steps ({self.total_steps}) is smaller than one update "
                 f"(t_max * envs = {self.steps_per_update})")
-        if self.algo == "a2c" and self.optimizer == "rmsprop_local":
-            raise ValueError("optimizer rmsprop_local only applies to asynchronous algorithms; "
-                             "use rmsprop for a2c")
+        if self.is_sync and self.optimizer == "rmsprop_local":
+            raise ValueError("optimizer rmsprop_local only applies to asynchronous runs; use "
+                             "rmsprop with the synchronous driver")
         return self
 
     @property
@@ -235,41 +253,6 @@ class Config:
         return cls(**kwargs)
 
 
-# --- per-action-space defaults ------------------------------------------------------------
-
-AUTO_DEFAULTS: dict[str, dict[str, Any]] = {
-    # The paper's discrete setting (Atari): no normalisation of any kind, beta = 0.01.
-    "discrete": {"lr": 3e-3, "gamma": 0.99, "entropy_coef": 0.01, "obs_norm": False,
-                 "reward_scale": 1.0},
-    # Continuous control: beta = 1e-4 (the paper); the rest is what the Pendulum-v1 learning
-    # test (tests/test_continuous.py) measured to work. Sync A2C, 16 envs x t_max 5, 6 seeds:
-    # with the discrete values (gamma 0.99, lr 3e-3, no normalisation) 2-4 of 6 seeds stay
-    # near -1400 (the linear mean drifts outside the action box, where every clipped sample
-    # acts alike); gamma 0.95 with lr 3e-3 still leaves 1-2 stuck; lr 1e-3 with gamma 0.95,
-    # normalised observations and rewards x 0.1 took 12 of 12 seeds past -400 in 280k-450k
-    # steps.
-    "continuous": {"lr": 1e-3, "gamma": 0.95, "entropy_coef": 1e-4, "obs_norm": True,
-                   "reward_scale": 0.1},
-}
-"""Values of the auto fields per action space (``resolve_defaults``)."""
-
-AUTO_FIELDS = tuple(AUTO_DEFAULTS["discrete"])
-
-
-def resolve_defaults(config: Config, env: Any = None) -> Config:
-    """``config`` with every auto field (``None``) set for its environment's action space.
-
-    ``env`` (an ``envs.Env``) is optional: without it the action space is looked up from
-    ``config.env``. Fields given explicitly are kept; resolving twice changes nothing.
-    """
-    missing = [name for name in AUTO_FIELDS if getattr(config, name) is None]
-    if not missing:
-        return config
-    if env is not None:
-        discrete = env.discrete
-    else:
-        from a3c_jax import envs  # local: keeps config import light
-
-        discrete = envs.is_discrete(config.env)
-    table = AUTO_DEFAULTS["discrete" if discrete else "continuous"]
-    return config.replace(**{name: table[name] for name in missing})
+AUTO_FIELDS = ("lr", "gamma", "entropy_coef", "obs_norm", "reward_scale", "target_interval",
+               "eps_anneal_steps")
+"""Fields whose ``None`` means "auto": ``a3c_jax.defaults.resolve`` fills them."""

@@ -47,11 +47,12 @@ def epsilon_greedy_action(q: jax.Array, epsilon, key: chex.PRNGKey) -> jax.Array
 def epsilon_greedy(apply_fn: Callable, epsilon) -> Policy:
     """A ``rollout.Policy`` acting epsilon-greedily on ``apply_fn(params, obs) -> Q [..., A]``.
 
-    ``epsilon`` is closed over; inside a jitted function it may be a traced value.
+    ``epsilon`` is closed over; inside a jitted function it may be a traced value. The
+    (feedforward) carry passes through.
     """
 
-    def policy(params, obs, key):
-        return epsilon_greedy_action(apply_fn(params, obs), epsilon, key)
+    def policy(params, carry, obs, key):
+        return carry, epsilon_greedy_action(apply_fn(params, obs), epsilon, key)
 
     return policy
 

@@ -5,7 +5,7 @@ Actor-critics return ``(policy, value)``. The policy output is categorical logit
 a softplus variance (``GaussianActorCritic``, continuous actions: the paper's form);
 ``distributions.as_distribution`` reads either. ``RecurrentActorCritic`` puts an LSTM after the
 torso (the paper's A3C-LSTM) and maps ``(carry, obs) -> (carry, (policy, value))``; its carry
-is reset by the caller at episode boundaries (``rollout.unroll_recurrent``,
+is reset by the caller at episode boundaries (``rollout.unroll``,
 ``losses.recurrent_actor_critic_segment_loss``). ``make_actor_critic`` picks among them from
 the environment's action space and the config.
 
@@ -245,10 +245,9 @@ def is_recurrent(network: nn.Module) -> bool:
 def make_actor_critic(config, env) -> nn.Module:
     """The actor-critic for ``env`` as the config describes it: categorical or Gaussian policy
     from ``env.discrete``; an LSTM after the torso with ``config.recurrent``; observation
-    statistics with ``config.obs_norm`` (per-action-space default when unset)."""
-    from a3c_jax.config import resolve_defaults
-
-    config = resolve_defaults(config, env)
+    statistics with ``config.obs_norm`` (the config must be resolved: ``defaults.resolve``)."""
+    if config.obs_norm is None:
+        raise ValueError("make_actor_critic needs a resolved config (obs_norm is unset)")
     torso = resolve_torso(config.torso, env.obs_shape)
     hidden = tuple(config.hidden)
     if config.recurrent:

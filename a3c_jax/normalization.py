@@ -47,29 +47,29 @@ def update_stats(stats: dict, batch: jax.Array) -> dict:
 
 
 def merge_stats(a: dict, b: dict) -> dict:
-    """Statistics of the union of two sample sets (e.g. two workers')."""
+    """Statistics of the union of two sample sets (e.g. two workers'). Plain arithmetic, so
+    it runs on JAX arrays (traced or not) and on NumPy arrays alike."""
     total = a["count"] + b["count"]
     delta = b["mean"] - a["mean"]
     mean = a["mean"] + delta * b["count"] / total
-    m2 = a["var"] * a["count"] + b["var"] * b["count"] + jnp.square(delta) * a["count"] * \
+    m2 = a["var"] * a["count"] + b["var"] * b["count"] + delta * delta * a["count"] * \
         b["count"] / total
     return {"mean": mean, "var": m2 / total, "count": total}
 
 
 def merge_flat(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """``merge_stats`` in NumPy on flat statistics in ravel order ([count, mean..., var...],
-    the order ``ravel_pytree`` gives the dict), as the asynchronous store keeps them."""
+    """``merge_stats`` on flat statistics in ravel order ([count, mean..., var...], the order
+    ``ravel_pytree`` gives the dict), as the asynchronous store keeps them; NumPy in, out."""
     a, b = np.asarray(a, np.float32), np.asarray(b, np.float32)
     d = (a.shape[0] - 1) // 2
     if a.shape != b.shape or a.shape[0] != 2 * d + 1:
         raise ValueError(f"merge_flat: expected two [1 + 2d] vectors, got {a.shape}, {b.shape}")
-    ca, ma, va = a[0], a[1:1 + d], a[1 + d:]
-    cb, mb, vb = b[0], b[1:1 + d], b[1 + d:]
-    total = ca + cb
-    delta = mb - ma
-    mean = ma + delta * cb / total
-    var = (va * ca + vb * cb + np.square(delta) * ca * cb / total) / total
-    return np.concatenate([[total], mean, var]).astype(np.float32)
+
+    def unflat(x):
+        return {"count": x[0], "mean": x[1:1 + d], "var": x[1 + d:]}
+
+    m = merge_stats(unflat(a), unflat(b))
+    return np.concatenate([[m["count"]], m["mean"], m["var"]]).astype(np.float32)
 
 
 def has_stats(params: Any) -> bool:

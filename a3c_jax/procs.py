@@ -8,13 +8,14 @@ exactly those of the thread backend (``a3c_jax.shared.SharedStore``, same code):
 ``hogwild`` mode; the integer counters are advanced under a ``multiprocessing.Lock`` that covers
 the integers only; ``locked`` mode takes a second process lock around the whole update.
 
-Lifecycle: processes are started with the ``spawn`` method (JAX is not fork-safe), compile,
-report ready, and start together. They stream their update records to the parent through a
-queue. The parent follows the global counter for progress; a worker that raises sends its
-traceback and the run stops with it; a worker that dies (e.g. SIGKILL) is noticed from its exit
-code and the run stops with a clear message. Ctrl-C stops every worker. Shared-memory segments
-are unlinked in every case (``finally``), and their names start with ``a3cjax_`` so leftovers are
-easy to spot.
+Lifecycle (``ProcessLaunch``, polled by ``a3c_jax.supervisor`` like every backend): processes
+are started with the ``spawn`` method (JAX is not fork-safe), build the same ``AsyncWorker``
+from the resolved config, compile, report ready, and start together. They run the one worker
+loop and stream their update records to the parent through a queue. A worker that raises
+sends its traceback and the run stops with it; a worker that dies (e.g. SIGKILL) is noticed
+from its exit code and the run stops with a clear message. Ctrl-C stops every worker.
+Shared-memory segments are unlinked in every case (``close``), and their names start with
+``a3cjax_`` so leftovers are easy to spot.
 """
 
 from __future__ import annotations
@@ -31,7 +32,10 @@ from typing import Callable
 
 import numpy as np
 
+from a3c_jax.config import Config
+from a3c_jax.records import UpdateRecord
 from a3c_jax.shared import PROBE_SIZE, SharedStore, StoreMemory
+from a3c_jax.worker import AsyncWorker, WorkerError
 
 SHM_PREFIX = "a3cjax_"
 _RECORD_BATCH = 256
@@ -137,26 +141,23 @@ def _worker_main(worker: int, seed: int, config_dict: dict, loss_fn, spec: dict,
                  stop, go, start_time) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent coordinates Ctrl-C
     segs: list = []
+    records = None
     try:
-        from a3c_jax.async_driver import build_async_algorithm
-        from a3c_jax.config import Config
-        from a3c_jax.shared import OptSpec
-
-        config = Config.from_dict(config_dict)
-        algo = build_async_algorithm(config, loss_fn)
-        algo.compile()
+        runner = AsyncWorker(Config.from_dict(config_dict), loss_fn)  # resolved by the parent
+        runner.compile()
         memory, segs = attach(spec)
-        store = SharedStore(memory.params, OptSpec.from_config(config), config.store_mode,
+        store = SharedStore(memory.params, runner.spec, runner.config.store_mode,
                             with_target=memory.target is not None, memory=memory)
         q.put(("ready", worker, None))
         go.wait()
         t0 = start_time.value
         records = _QueueRecords(q, worker)
-        loop = algo.worker_loop(worker, seed, store, lambda: time.time() - t0, records)
-        loop(stop)
+        runner.loop(worker, seed, store, lambda: time.time() - t0, records)(stop)
         records.flush()
         q.put(("done", worker, None))
     except BaseException as exc:  # noqa: BLE001 - reported to the parent
+        if records is not None:
+            records.flush()  # what the failing worker gathered still reaches the parent
         q.put(("error", worker, (f"{type(exc).__name__}: {exc}", traceback.format_exc())))
     finally:
         for seg in segs:
@@ -166,132 +167,128 @@ def _worker_main(worker: int, seed: int, config_dict: dict, loss_fn, spec: dict,
                 pass
 
 
-class WorkerProcessError(RuntimeError):
+class WorkerProcessError(WorkerError):
     """A worker process raised or died."""
 
-    def __init__(self, worker: int, message: str, tb: str = ""):
-        super().__init__(f"worker {worker} failed: {message}"
-                         + (f"\n--- worker {worker} traceback ---\n{tb}" if tb else ""))
-        self.worker = worker
-        self.traceback = tb
 
+class ProcessLaunch:
+    """One seed's W worker processes (the backend interface: poll, T, stop, close);
+    ``on_start`` receives the processes once all have started training (tests use it)."""
 
-def train_one_seed_processes(algo, seed: int, on_progress: Callable[[int], None] | None = None,
-                             loss_fn=None, on_start: Callable[[list], None] | None = None,
-                             ready_timeout_s: float = 300.0):
-    """Like ``async_driver.train_one_seed`` with one process per worker.
+    def __init__(self, worker: AsyncWorker, seed: int, per_worker: list[list], loss_fn=None,
+                 on_start: Callable[[list], None] | None = None,
+                 ready_timeout_s: float = 300.0):
+        c = worker.config
+        self.W, self.per_worker, self.on_start = c.workers, per_worker, on_start
+        ctx = mp.get_context("spawn")
+        self.shm = SharedMemoryStore(worker.init_flat_params(seed), worker.spec.uses_shared_stats,
+                                     worker.with_target, ctx)
+        self.store = SharedStore(self.shm.memory.params, worker.spec, c.store_mode,
+                                 with_target=worker.with_target, memory=self.shm.memory)
+        self.q = ctx.Queue()
+        self._stop, self.go = ctx.Event(), ctx.Event()
+        self.start_time = ctx.Value("d", 0.0)
+        self.procs: list = []
+        self._final: tuple | None = None
+        self.ready: set[int] = set()
+        self.finished: set[int] = set()
+        self.started = False
+        self.deadline = time.monotonic() + ready_timeout_s
+        self.ready_timeout_s = ready_timeout_s
+        env = dict(os.environ)
+        try:
+            _child_env()
+            self.procs = [ctx.Process(target=_worker_main, name=f"a3c-proc-{w}", daemon=True,
+                                      args=(w, seed, c.to_dict(), loss_fn, self.shm.spec(),
+                                            self.q, self._stop, self.go, self.start_time))
+                          for w in range(c.workers)]
+            for p in self.procs:
+                p.start()
+        except BaseException:
+            self.close()
+            raise
+        finally:
+            os.environ.clear()
+            os.environ.update(env)
 
-    Returns (final flat params copy, store accounting, records, interruption or None).
-    ``on_start`` receives the worker processes once all have started training (tests use it).
-    """
-    from a3c_jax.async_driver import UpdateRecord, make_monitor
+    def _handle(self, kind, w, payload) -> None:
+        if kind == "ready":
+            self.ready.add(w)
+        elif kind == "records":
+            self.per_worker[w].extend(UpdateRecord(*r) for r in payload)
+        elif kind == "done":
+            self.finished.add(w)
+        elif kind == "error":
+            raise WorkerProcessError(w, payload[0], payload[1])
 
-    c = algo.config
-    ctx = mp.get_context("spawn")
-    shm = SharedMemoryStore(algo.init_flat_params(seed), c.optimizer == "rmsprop",
-                            algo.with_target, ctx)
-    store = SharedStore(shm.memory.params, _opt(c), c.store_mode,
-                        with_target=algo.with_target, memory=shm.memory)
-    q = ctx.Queue()
-    stop, go = ctx.Event(), ctx.Event()
-    start_time = ctx.Value("d", 0.0)
-    procs: list = []
-    per_worker: list[list] = [[] for _ in range(c.workers)]
-    stopped: BaseException | None = None
-    finished: set[int] = set()
-    monitor = make_monitor(c, per_worker)
-    last_t = 0
-    env = dict(os.environ)
-    try:
-        _child_env()
-        procs = [ctx.Process(target=_worker_main, name=f"a3c-proc-{w}", daemon=True,
-                             args=(w, seed, c.to_dict(), loss_fn, shm.spec(), q, stop, go,
-                                   start_time)) for w in range(c.workers)]
-        for p in procs:
-            p.start()
-        os.environ.clear()
-        os.environ.update(env)
-        ready: set[int] = set()
-        deadline = time.monotonic() + ready_timeout_s
-        started = False
+    def poll(self, timeout: float) -> bool:
+        """Handle messages for up to ``timeout`` s; True while the workers run. Raises
+        ``WorkerProcessError`` for a worker that failed or died."""
+        end = time.monotonic() + timeout
         while True:
             try:
-                kind, w, payload = q.get(timeout=0.05)
+                kind, w, payload = self.q.get(timeout=max(end - time.monotonic(), 0.0))
             except queue_lib.Empty:
-                kind = None
-            if kind == "ready":
-                ready.add(w)
-            elif kind == "records":
-                per_worker[w].extend(UpdateRecord(*r) for r in payload)
-            elif kind == "done":
-                finished.add(w)
-            elif kind == "error":
-                stopped = WorkerProcessError(w, payload[0], payload[1])
-                break
-            if not started and len(ready) == c.workers:
-                start_time.value = time.time()
-                go.set()
-                started = True
-                if on_start is not None:
-                    on_start(procs)
-            if not started and time.monotonic() > deadline:
-                stopped = WorkerProcessError(-1, f"workers not ready after {ready_timeout_s}s")
-                break
-            dead = [(i, p.exitcode) for i, p in enumerate(procs)
-                    if p.exitcode is not None and i not in finished]
-            if dead and kind is None:
-                i, code = dead[0]
-                if code != 0:
-                    how = (f"killed by signal {signal.Signals(-code).name}" if code < 0
-                           else f"exit code {code}")
-                    stopped = WorkerProcessError(i, f"worker process died ({how})")
-                    break
-            if len(finished) == c.workers:
-                break
-            if on_progress is not None:
-                t = min(store.T, c.total_steps)
-                on_progress(t - last_t)
-                last_t = t
-            if monitor is not None and monitor.reached():
-                stop.set()
-    except KeyboardInterrupt as exc:
-        stopped = exc
-    finally:
-        stop.set()
-        go.set()
-        procs = [p for p in procs if p.pid is not None]  # those that started
-        for p in procs:
+                kind = w = payload = None
+            self._handle(kind, w, payload)
+            if not self.started and len(self.ready) == self.W:
+                self.start_time.value = time.time()
+                self.go.set()
+                self.started = True
+                if self.on_start is not None:
+                    self.on_start(self.procs)
+            if not self.started and time.monotonic() > self.deadline:
+                raise WorkerProcessError(-1, f"workers not ready after {self.ready_timeout_s}s")
+            if kind is None:
+                self._check_dead()
+            if len(self.finished) == self.W:
+                return False
+            if kind is None or time.monotonic() >= end:
+                return True
+
+    def _check_dead(self) -> None:
+        for i, p in enumerate(self.procs):
+            if p.exitcode not in (None, 0) and i not in self.finished:
+                code = p.exitcode
+                how = (f"killed by signal {signal.Signals(-code).name}" if code < 0
+                       else f"exit code {code}")
+                raise WorkerProcessError(i, f"worker process died ({how})")
+
+    @property
+    def T(self) -> int:
+        return self.store.T
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def close(self) -> tuple:
+        """Stop and reap every worker, gather the last records, release the segments;
+        (final flat params, lost-update accounting, T). Safe to call again."""
+        if self._final is not None:
+            return self._final
+        self._stop.set()
+        self.go.set()
+        started = [p for p in self.procs if p.pid is not None]
+        for p in started:
             p.join(timeout=10)
-        for p in procs:
+        for p in started:
             if p.is_alive():
                 p.kill()
                 p.join(timeout=5)
-        _drain(q, per_worker)
-        params = store.params.copy()
-        lost = store.lost_updates()
-        T = store.T
-        del store
-        shm.unlink()
-    records = [UpdateRecord(*r) for rs in per_worker for r in rs]
-    return params, {"lost": lost, "T": T}, records, stopped
+        self._drain()
+        self._final = self.store.params.copy(), self.store.lost_updates(), self.store.T
+        del self.store
+        self.shm.unlink()
+        return self._final
 
-
-def _drain(q, per_worker) -> None:
-    from a3c_jax.async_driver import UpdateRecord
-
-    while True:
-        try:
-            kind, w, payload = q.get(timeout=0.2)
-        except (queue_lib.Empty, EOFError, OSError):
-            return
-        if kind == "records":
-            per_worker[w].extend(UpdateRecord(*r) for r in payload)
-
-
-def _opt(config):
-    from a3c_jax.shared import OptSpec
-
-    return OptSpec.from_config(config)
+    def _drain(self) -> None:
+        while True:
+            try:
+                kind, w, payload = self.q.get(timeout=0.2)
+            except (queue_lib.Empty, EOFError, OSError):
+                return
+            if kind == "records":
+                self.per_worker[w].extend(UpdateRecord(*r) for r in payload)
 
 
 def _child_env() -> None:

@@ -5,9 +5,11 @@
   workers run concurrently in its threads and the store behaves as in the thread backend:
   ``hogwild`` writes are in place without a lock, ``locked`` is the exact control. It also keeps
   the per-worker optimiser state (``rmsprop_local``, ``sgd``) so a write needs only the gradient.
-* Each worker is a Ray actor that builds the algorithm from the config, compiles its jitted
-  step and runs the *same* worker loop as the other backends against ``StoreClient``, a proxy
-  whose calls are actor calls: one call claims steps and returns a snapshot, one call writes.
+* Each worker is a Ray actor that builds the same ``AsyncWorker`` from the resolved config,
+  compiles its jitted step and runs the *same* worker loop as the other backends against
+  ``StoreClient``, a proxy whose calls are actor calls: one call writes the last update and
+  claims and reads the next (target copies happen in the server, inside the claim).
+* ``RayLaunch`` is the backend interface the supervisor polls (``a3c_jax.supervisor``).
 * ``--backend ray`` without ``--ray-address`` starts a local Ray instance; with one it joins
   that cluster (its nodes need this package installed, e.g. through a Ray runtime_env).
 
@@ -18,9 +20,14 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Callable
 
 import numpy as np
+
+from a3c_jax.config import Config
+from a3c_jax.optim import OptSpec
+from a3c_jax.records import UpdateRecord
+from a3c_jax.shared import SharedStore
+from a3c_jax.worker import AsyncWorker, WorkerError
 
 
 def _ray():
@@ -35,19 +42,16 @@ class ParameterServer:
     """The shared store behind an actor; every method is one remote call."""
 
     def __init__(self, params: np.ndarray, config_dict: dict, with_target: bool):
-        from a3c_jax.config import Config
-        from a3c_jax.shared import OptSpec, SharedStore
-
-        self.config = Config.from_dict(config_dict)
+        self.config = Config.from_dict(config_dict)  # resolved by the driver
         self.store = SharedStore(params, OptSpec.from_config(self.config),
                                  self.config.store_mode, with_target=with_target)
         self.local: dict[int, object] = {}
         self.stopped = False
 
-    def claim_and_read(self, n: int, budget: int):
+    def claim_and_read(self, n: int, budget: int, interval: int = 0):
         if self.stopped:
             return None
-        claim = self.store.claim_steps(n, budget)
+        claim = self.store.claim_steps(n, budget, interval)
         if claim is None:
             return None
         return claim, self.store.read()
@@ -64,9 +68,9 @@ class ParameterServer:
         self.store.merge_stats(start, batch)
 
     def apply_and_claim(self, worker: int, grad: np.ndarray, snap, t: int | None, n: int,
-                        budget: int):
+                        budget: int, interval: int = 0):
         """One round trip per update: write this update, then claim and read the next."""
-        return self.apply(worker, grad, snap, t), self.claim_and_read(n, budget)
+        return self.apply(worker, grad, snap, t), self.claim_and_read(n, budget, interval)
 
     def update_target(self) -> None:
         self.store.update_target()
@@ -91,14 +95,15 @@ class StoreClient:
         self.server, self.worker = server, worker
         self._pending = None
         self._next: tuple | None = None   # claim made together with the last write
-        self._claim_args: tuple[int, int] | None = None
+        self._claim_args: tuple[int, int, int] | None = None
 
-    def claim_steps(self, n: int, budget: int):
-        if self._next is not None and self._claim_args == (n, budget):
+    def claim_steps(self, n: int, budget: int, target_interval: int = 0):
+        args = (n, budget, target_interval)
+        if self._next is not None and self._claim_args == args:
             got, self._next = self._next[0], None
         else:
-            got = _ray().get(self.server.claim_and_read.remote(n, budget))
-        self._claim_args = (n, budget)
+            got = _ray().get(self.server.claim_and_read.remote(*args))
+        self._claim_args = args
         if got is None:
             return None
         claim, self._pending = got
@@ -139,23 +144,20 @@ class StoreClient:
 
 
 class Worker:
-    """One actor-learner; ``run`` returns its update records as tuples."""
+    """One actor-learner; ``run`` returns its number of update records."""
 
     def __init__(self, worker: int, seed: int, config_dict: dict, loss_fn):
-        from a3c_jax.async_driver import build_async_algorithm
-        from a3c_jax.config import Config
-
         self.worker, self.seed = worker, seed
-        self.algo = build_async_algorithm(Config.from_dict(config_dict), loss_fn)
-        self.algo.compile()
+        self.runner = AsyncWorker(Config.from_dict(config_dict), loss_fn)  # resolved
+        self.runner.compile()
 
     def ready(self) -> bool:
         return True
 
     def run(self, server, t0: float) -> int:
         self.records: list = []
-        loop = self.algo.worker_loop(self.worker, self.seed, StoreClient(server, self.worker),
-                                     lambda: time.time() - t0, self.records)
+        loop = self.runner.loop(self.worker, self.seed, StoreClient(server, self.worker),
+                                lambda: time.time() - t0, self.records)
         loop(threading.Event())
         return len(self.records)
 
@@ -186,58 +188,68 @@ def worker_cpus(resources: dict, workers: int) -> float:
     return min(1.0, cpus / workers)
 
 
-def train_one_seed_ray(algo, seed: int, on_progress: Callable[[int], None] | None = None,
-                       loss_fn=None):
-    """Like ``async_driver.train_one_seed`` with Ray actors. Returns (flat params, accounting,
-    records, interruption or None)."""
-    from a3c_jax.async_driver import UpdateRecord, make_monitor
-    from a3c_jax.workers import WorkerError
+class RayLaunch:
+    """One seed's W worker actors and the parameter server (the backend interface: poll, T,
+    stop, close)."""
 
-    c = algo.config
-    ray = ensure_ray(c.ray_address)
-    server_cls = ray.remote(num_cpus=0, max_concurrency=c.workers + 2)(ParameterServer)
-    worker_cls = ray.remote(num_cpus=worker_cpus(ray.cluster_resources(), c.workers),
-                            max_concurrency=2)(Worker)
-    server = server_cls.remote(algo.init_flat_params(seed), c.to_dict(), algo.with_target)
-    actors = [worker_cls.remote(w, seed, c.to_dict(), loss_fn) for w in range(c.workers)]
-    stopped: BaseException | None = None
-    per_worker: list[list] = [[] for _ in range(c.workers)]
-    try:
+    def __init__(self, worker: AsyncWorker, seed: int, per_worker: list[list], loss_fn=None):
+        c = worker.config
+        self.ray = ray = ensure_ray(c.ray_address)
+        self.per_worker, self.total = per_worker, c.total_steps
+        self._final: tuple | None = None
+        server_cls = ray.remote(num_cpus=0, max_concurrency=c.workers + 2)(ParameterServer)
+        worker_cls = ray.remote(num_cpus=worker_cpus(ray.cluster_resources(), c.workers),
+                                max_concurrency=2)(Worker)
+        self.server = server_cls.remote(worker.init_flat_params(seed), c.to_dict(),
+                                        worker.with_target)
+        self.actors = [worker_cls.remote(w, seed, c.to_dict(), loss_fn)
+                       for w in range(c.workers)]
+        self.pending: dict | None = None
+        self._T = 0
+
+    def _start(self) -> None:
+        ray = self.ray
+        ray.get([a.ready.remote() for a in self.actors])
+        futures = [a.run.remote(self.server, time.time()) for a in self.actors]
+        self.pending = dict(zip(futures, range(len(self.actors))))
+
+    def poll(self, timeout: float) -> bool:
+        ray = self.ray
         try:
-            ray.get([a.ready.remote() for a in actors])
-            futures = [a.run.remote(server, time.time()) for a in actors]
-            pending = dict(zip(futures, range(c.workers)))
-            last_t = 0
-            monitor = make_monitor(c, per_worker)
-
-            def drain():
-                got = ray.get([a.drain.remote(len(per_worker[w])) for w, a in enumerate(actors)])
-                for w, rs in enumerate(got):
-                    per_worker[w].extend(UpdateRecord(*r) for r in rs)
-
-            while pending:
-                done, _ = ray.wait(list(pending), timeout=0.25)
-                for f in done:
-                    pending.pop(f)
-                    ray.get(f)  # raises the worker's error, if any
-                drain()
-                t, _ = ray.get(server.status.remote())
-                if on_progress is not None:
-                    on_progress(min(t, c.total_steps) - last_t)
-                    last_t = min(t, c.total_steps)
-                if monitor is not None and monitor.reached():
-                    ray.get(server.stop.remote())
-        except KeyboardInterrupt as exc:
-            stopped = exc
+            if self.pending is None:
+                self._start()
+            done, _ = ray.wait(list(self.pending), timeout=timeout)
+            for f in done:
+                self.pending.pop(f)
+                ray.get(f)  # raises the worker's error, if any
+            got = ray.get([a.drain.remote(len(self.per_worker[w]))
+                           for w, a in enumerate(self.actors)])
         except (ray.exceptions.RayTaskError, ray.exceptions.RayActorError) as exc:
-            w = next((i for i, a in enumerate(actors) if str(a._actor_id.hex()) in str(exc)),
-                     -1)
-            stopped = WorkerError(w, exc, str(exc))
-        ray.get(server.stop.remote())
-        flat, lost, T = ray.get(server.final.remote())
-    finally:
-        for a in actors:
-            ray.kill(a)
-        ray.kill(server)
-    records = [r for rs in per_worker for r in rs]
-    return flat, {"lost": lost, "T": T}, records, stopped
+            w = next((i for i, a in enumerate(self.actors)
+                      if str(a._actor_id.hex()) in str(exc)), -1)
+            raise WorkerError(w, f"{type(exc).__name__}", str(exc)) from exc
+        for w, rs in enumerate(got):
+            self.per_worker[w].extend(UpdateRecord(*r) for r in rs)
+        self._T = ray.get(self.server.status.remote())[0]
+        return bool(self.pending)
+
+    @property
+    def T(self) -> int:
+        return self._T
+
+    def stop(self) -> None:
+        self.ray.get(self.server.stop.remote())
+
+    def close(self) -> tuple:
+        """Stop the server, take its final state, kill every actor. Safe to call again."""
+        if self._final is not None:
+            return self._final
+        ray = self.ray
+        try:
+            ray.get(self.server.stop.remote())
+            self._final = tuple(ray.get(self.server.final.remote()))
+        finally:
+            for a in self.actors:
+                ray.kill(a)
+            ray.kill(self.server)
+        return self._final

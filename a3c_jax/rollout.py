@@ -1,13 +1,16 @@
-"""An unroll of t_max environment steps with ``lax.scan``, shared by every driver.
+"""The unroll of t_max environment steps (``lax.scan``), shared by every method and driver.
 
-The acting policy is a pure function ``policy(params, obs, key) -> action`` so that the
-actor-critic (sampling from its distribution) and the value-based methods (epsilon-greedy)
-share the same unroll. Parameters are fixed during an unroll (the paper's thread-local theta').
+An actor's state between segments is an ``ActorState``: its batch of environments and,
+where the method needs them, a recurrent carry (A3C-LSTM), the action already chosen for the
+current observation (SARSA), and its exploration schedule (value-based methods: each
+environment's final epsilon and the env steps it has taken). Parameters are fixed during an
+unroll (the paper's thread-local theta').
 
-Recurrent actor-critics act with ``policy(params, carry, obs, key) -> (carry, action)``;
-``unroll_recurrent`` keeps the carry in a ``RecurrentState`` next to the environments, resets
-it wherever an episode ends (so the next step starts from a fresh carry), and records the carry
-that entered every step, from which the loss re-runs the network over the segment.
+The acting policy is a pure function ``policy(params, carry, obs, key) -> (carry, action)``;
+feedforward policies pass ``carry`` (None) through. ``unroll`` returns one ``Trajectory``
+type for every method: ``carry`` (the carry that entered each step) is set for recurrent
+actors, ``next_action`` (the action at each true next state) for SARSA; both are None
+otherwise.
 """
 
 from __future__ import annotations
@@ -32,105 +35,101 @@ class Trajectory(NamedTuple):
     final_obs: jax.Array          # true next observation (before auto-reset)
     completed_return: jax.Array   # return of an episode that ended at this step, else 0
     completed_length: jax.Array
+    carry: Any = None             # recurrent: the carry entering each step (zeros at a start)
+    next_action: Any = None       # SARSA: the action at each true next state
 
 
-Policy = Callable[[object, jax.Array, jax.Array], jax.Array]
-
-
-def unroll(env: Env, policy: Policy, params, env_state: EnvState, key: jax.Array,
-           t_max: int) -> tuple[EnvState, Trajectory]:
-    """Act for ``t_max`` steps in every environment of the batch; auto-resets inside."""
-
-    def step(state: EnvState, step_key):
-        act_key, env_key = jax.random.split(step_key)
-        action = policy(params, state.obs, act_key)
-        new_state, out = env.step(env_key, state, action)
-        tr = Trajectory(obs=state.obs, action=action, reward=out.reward,
-                        terminated=out.terminated, truncated=out.truncated,
-                        final_obs=out.final_obs, completed_return=out.completed_return,
-                        completed_length=out.completed_length)
-        return new_state, tr
-
-    return jax.lax.scan(step, env_state, jax.random.split(key, t_max))
-
-
-class RecurrentTrajectory(NamedTuple):
-    """``Trajectory`` plus ``carry``: the recurrent carry entering each step, [T, B, ...]
-    (zeros at the first step of an episode)."""
-
-    obs: jax.Array
-    action: jax.Array
-    reward: jax.Array
-    terminated: jax.Array
-    truncated: jax.Array
-    final_obs: jax.Array
-    completed_return: jax.Array
-    completed_length: jax.Array
-    carry: Any
-
-
-class RecurrentState(NamedTuple):
-    """What a recurrent actor carries between segments: its environments and its carry
-    ([B, ...], already reset where an episode just began)."""
+class ActorState(NamedTuple):
+    """What an actor keeps between segments; fields a method does not use are None."""
 
     env: EnvState
-    carry: Any
+    carry: Any = None         # recurrent carry [B, ...], already reset where an episode began
+    action: Any = None        # SARSA: [B] int32 action chosen for env.obs; -1 = not chosen yet
+    eps_final: Any = None     # value methods: [B] final epsilon of each environment
+    steps: Any = None         # value methods: int32 env steps taken by each environment
 
 
-RecurrentPolicy = Callable[[object, Any, jax.Array, jax.Array], tuple[Any, jax.Array]]
+Policy = Callable[[Any, Any, jax.Array, jax.Array], tuple[Any, jax.Array]]
 
 
-def unroll_recurrent(env: Env, policy: RecurrentPolicy, params, state: RecurrentState,
-                     key: jax.Array, t_max: int) -> tuple[RecurrentState, RecurrentTrajectory]:
-    """``unroll`` for a recurrent policy: the carry is reset after every step that ends an
-    episode (terminated or truncated) and kept across segments otherwise."""
-    def step(s: RecurrentState, step_key):
-        act_key, env_key = jax.random.split(step_key)
-        carry, action = policy(params, s.carry, s.env.obs, act_key)
-        new_env, out = env.step(env_key, s.env, action)
+def unroll(env: Env, policy: Policy, params, state: ActorState, key: jax.Array,
+           t_max: int) -> tuple[ActorState, Trajectory]:
+    """Act for ``t_max`` steps in every environment of the batch; auto-resets inside.
+
+    A recurrent carry is reset after every step that ends an episode (terminated or
+    truncated) and kept across segments otherwise.
+    """
+    if state.action is not None:
+        new_state, traj = _unroll_sarsa(env, policy, params, state, key, t_max)
+    else:
+        def step(s: ActorState, step_key):
+            act_key, env_key = jax.random.split(step_key)
+            carry, action = policy(params, s.carry, s.env.obs, act_key)
+            new_env, out = env.step(env_key, s.env, action)
+            tr = _transition(s.env.obs, action, out, carry=s.carry)
+            if carry is not None:
+                carry = networks.reset_carry(
+                    carry, jnp.logical_or(out.terminated, out.truncated))
+            return s._replace(env=new_env, carry=carry), tr
+
+        new_state, traj = jax.lax.scan(step, state, jax.random.split(key, t_max))
+    if new_state.steps is not None:
+        new_state = new_state._replace(steps=new_state.steps + t_max)
+    return new_state, traj
+
+
+def _transition(obs, action, out, carry=None, next_action=None) -> Trajectory:
+    return Trajectory(obs=obs, action=action, reward=out.reward, terminated=out.terminated,
+                      truncated=out.truncated, final_obs=out.final_obs,
+                      completed_return=out.completed_return,
+                      completed_length=out.completed_length, carry=carry,
+                      next_action=next_action)
+
+
+def _unroll_sarsa(env: Env, policy: Policy, params, state: ActorState, key, t_max: int):
+    """SARSA's unroll: records the action at each true next state as ``next_action``.
+
+    Where the episode continues this is the action taken next (drawn once, used twice);
+    where it ended (the env auto-resets), an action is drawn at the pre-reset observation
+    ``final_obs`` for a truncated step's bootstrap, and the first action of the new episode
+    is drawn at the reset observation.
+    """
+    k_first, k_steps = jax.random.split(key)
+    _, first = policy(params, None, state.env.obs, k_first)
+    action0 = jnp.where(state.action >= 0, state.action, first)
+
+    def step(carry, step_key):
+        env_state, action = carry
+        k_act, k_env = jax.random.split(step_key)
+        new_env, out = env.step(k_env, env_state, action)
+        _, a_final = policy(params, None, out.final_obs, k_act)
+        _, a_cont = policy(params, None, new_env.obs, k_act)
         done = jnp.logical_or(out.terminated, out.truncated)
-        tr = RecurrentTrajectory(
-            obs=s.env.obs, action=action, reward=out.reward, terminated=out.terminated,
-            truncated=out.truncated, final_obs=out.final_obs,
-            completed_return=out.completed_return, completed_length=out.completed_length,
-            carry=s.carry)
-        return RecurrentState(new_env, networks.reset_carry(carry, done)), tr
+        tr = _transition(env_state.obs, action, out, next_action=a_final)
+        return (new_env, jnp.where(done, a_cont, a_final)), tr
 
-    return jax.lax.scan(step, state, jax.random.split(key, t_max))
+    (env_state, pending), traj = jax.lax.scan(step, (state.env, action0),
+                                              jax.random.split(k_steps, t_max))
+    return state._replace(env=env_state, action=pending), traj
 
 
-def sampling_policy(apply_fn: Callable) -> Policy:
-    """Sample a ~ pi(.|s) from an actor-critic ``apply_fn -> (policy, value)`` whose policy is
-    logits or a distribution (``a3c_jax.distributions``); continuous samples are unclipped."""
-
-    def policy(params, obs, key):
-        policy_out, _ = apply_fn(params, obs)
-        return distributions.as_distribution(policy_out).sample(key)
-
-    return policy
-
-
-def recurrent_sampling_policy(apply_fn: Callable) -> RecurrentPolicy:
-    """``sampling_policy`` for ``apply_fn(params, carry, obs) -> (carry, (policy, value))``."""
+def sampling_policy(apply_fn: Callable, recurrent: bool = False) -> Policy:
+    """Sample a ~ pi(.|s) from an actor-critic: ``apply_fn(params, obs) -> (policy, value)``,
+    or ``apply_fn(params, carry, obs) -> (carry, (policy, value))`` when ``recurrent``; the
+    policy output is logits or a distribution (``a3c_jax.distributions``); continuous samples
+    are unclipped (the environment clips when stepping)."""
 
     def policy(params, carry, obs, key):
-        carry, (policy_out, _) = apply_fn(params, carry, obs)
+        if recurrent:
+            carry, (policy_out, _) = apply_fn(params, carry, obs)
+        else:
+            policy_out, _ = apply_fn(params, obs)
         return carry, distributions.as_distribution(policy_out).sample(key)
 
     return policy
 
 
-def categorical_policy(apply_fn: Callable) -> Policy:
-    """Sample a ~ softmax(logits) from an actor-critic ``apply_fn -> (logits, value)``."""
-
-    def policy(params, obs, key):
-        logits, _ = apply_fn(params, obs)
-        return jax.random.categorical(key, logits)
-
-    return policy
-
-
-def episode_stats(traj) -> tuple[jax.Array, jax.Array]:
+def episode_stats(traj: Trajectory) -> tuple[jax.Array, jax.Array]:
     """(sum of completed-episode returns, number of completed episodes) in a segment."""
     done = jnp.logical_or(traj.terminated, traj.truncated)
     return jnp.sum(traj.completed_return), jnp.sum(done)

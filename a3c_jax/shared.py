@@ -49,8 +49,10 @@ from typing import Any, Literal, NamedTuple
 
 import numpy as np
 
+from a3c_jax import normalization, optim
+from a3c_jax.optim import OptSpec
+
 Mode = Literal["hogwild", "locked", "overwrite"]
-OptName = Literal["rmsprop", "rmsprop_local", "sgd"]
 PROBE_SIZE = 4096
 
 
@@ -73,32 +75,6 @@ class LocalOptState:
     buf: np.ndarray | None
 
 
-@dataclasses.dataclass(frozen=True)
-class OptSpec:
-    """The optimiser applied by the store, in the paper's forms (see ``a3c_jax.optim``)."""
-
-    name: OptName = "rmsprop"
-    lr: float = 7e-4
-    decay: float = 0.99
-    eps: float = 1e-5
-    momentum: float = 0.9
-    anneal_steps: int = 0   # > 0: lr falls linearly to 0 at T = anneal_steps
-
-    @classmethod
-    def from_config(cls, config) -> "OptSpec":
-        from a3c_jax.config import resolve_defaults
-
-        config = resolve_defaults(config)
-        return cls(name=config.optimizer, lr=config.lr, decay=config.rms_decay,
-                   eps=config.rms_eps, momentum=config.momentum,
-                   anneal_steps=config.total_steps if config.lr_anneal else 0)
-
-    def lr_at(self, t: int) -> float:
-        if self.anneal_steps <= 0:
-            return self.lr
-        return self.lr * max(0.0, 1.0 - t / self.anneal_steps)
-
-
 class SharedStore:
     """Shared parameters, optimiser statistics, target parameters and counters."""
 
@@ -112,7 +88,7 @@ class SharedStore:
         self.mode = mode
         self.opt = opt
         if memory is None:
-            memory = LocalMemory.create(params.shape[0], opt.name == "rmsprop", with_target)
+            memory = LocalMemory.create(params.shape[0], opt.uses_shared_stats, with_target)
             memory.params[:] = params
             if memory.target is not None:
                 memory.target[:] = params
@@ -139,18 +115,26 @@ class SharedStore:
     def target_updates(self) -> int:
         return int(self._counters[2])
 
-    def claim_steps(self, n: int, budget: int) -> tuple[int, int] | None:
+    def claim_steps(self, n: int, budget: int, target_interval: int = 0
+                    ) -> tuple[int, int] | None:
         """Reserve ``n`` env steps of the global budget before acting.
 
         Returns (T before, T after), or None when the budget is spent. Because a claim needs
-        T < budget, T never exceeds the budget by more than one segment.
+        T < budget, T never exceeds the budget by more than one segment. With
+        ``target_interval`` > 0, copies theta^- <- theta once for each multiple of it in
+        (T before, T after]: claims are disjoint intervals of T (the counter is exact), so each
+        boundary belongs to exactly one claim — one copy per boundary under any interleaving.
         """
         with self._counter_lock:
             before = int(self._counters[0])
             if before >= budget:
                 return None
             self._counters[0] = before + n
-            return before, before + n
+        after = before + n
+        if target_interval > 0:
+            for _ in range(after // target_interval - before // target_interval):
+                self.update_target()
+        return before, after
 
     # --- parameters ------------------------------------------------------------------------
     def read(self) -> Snapshot:
@@ -198,14 +182,12 @@ class SharedStore:
     def merge_stats(self, start: int, batch: np.ndarray) -> None:
         """theta[start:stop] <- merge(theta[start:stop], batch) for observation statistics in
         their flat layout (``normalization.merge_flat``), against the current shared values."""
-        from a3c_jax.normalization import merge_flat
-
         batch = np.asarray(batch, np.float32)
         stop = start + batch.shape[0]
         if start < 0 or stop > self.params.shape[0]:
             raise ValueError(f"merge_stats: slice [{start}, {stop}) outside the parameters")
         with self._counter_lock:
-            self.params[start:stop] = merge_flat(self.params[start:stop], batch)
+            self.params[start:stop] = normalization.merge_flat(self.params[start:stop], batch)
 
     def _bump_version(self) -> int:
         with self._counter_lock:
@@ -224,19 +206,8 @@ class SharedStore:
 
     def _step_on(self, theta: np.ndarray, d: np.ndarray, lr: np.float32,
                  local: LocalOptState, rms: np.ndarray | None = None) -> None:
-        o = self.opt
-        if o.name in ("rmsprop", "rmsprop_local"):
-            g = (self.rms if rms is None else rms) if o.name == "rmsprop" else local.buf
-            g *= np.float32(o.decay)
-            g += np.float32(1.0 - o.decay) * np.square(d)
-            theta -= lr * d / np.sqrt(g + np.float32(o.eps))
-        elif o.name == "sgd":
-            m = local.buf
-            m *= np.float32(o.momentum)
-            m += d
-            theta -= lr * m
-        else:
-            raise ValueError(f"unknown optimizer {o.name!r}")
+        buf = (self.rms if rms is None else rms) if self.opt.uses_shared_stats else local.buf
+        optim.apply_in_place(self.opt, theta, d, lr, buf)
 
     # --- target parameters (value-based methods) -------------------------------------------
     def update_target(self) -> None:

@@ -22,10 +22,11 @@ import jax
 import numpy as np
 import tyro
 
-from a3c_jax.a2c import make_train
-from a3c_jax.a3c import A3C
-from a3c_jax.async_driver import staleness_summary, train_one_seed
 from a3c_jax.config import Config
+from a3c_jax.records import staleness_summary
+from a3c_jax.supervisor import train_seed
+from a3c_jax.sync import make_train
+from a3c_jax.worker import AsyncWorker
 
 
 @dataclasses.dataclass(frozen=True)
@@ -55,19 +56,20 @@ def measure_a3c(a: Args, w: int, e: int, rate_guess: float) -> dict:
     steps = int(max(rate_guess * a.seconds, 2_000))
     cfg = base_config(a, algo="a3c", workers=w, envs_per_worker=e, total_steps=steps,
                       store_mode=a.store_mode)
-    algo = A3C(cfg)
-    algo.compile()
+    worker = AsyncWorker.from_config(cfg)
+    worker.compile()
     rates, urates, stale, lost = [], [], [], []
     for r in range(a.repeats):
+        store = worker.make_store(r)
         t0 = time.perf_counter()
-        store, records, stopped = train_one_seed(algo, r)
+        got = train_seed(worker, r, store=store)
         wall = time.perf_counter() - t0
-        if stopped is not None:
-            raise stopped
-        rates.append(store.T / wall)
+        if got.stopped is not None:
+            raise got.stopped
+        rates.append(got.T / wall)
         urates.append(store.version / wall)
-        stale.append(staleness_summary(records))
-        lost.append(store.lost_updates()["lost_fraction"])
+        stale.append(staleness_summary(got.records))
+        lost.append(got.lost["lost_fraction"])
     return {"sps": statistics.median(rates), "ups": statistics.median(urates),
             "stale_min": min(s["min"] for s in stale),
             "stale_mean": statistics.median(s["mean"] for s in stale),
@@ -96,26 +98,24 @@ def measure_a2c(a: Args, n_envs: int) -> float:
 def breakdown(a: Args, e: int, n: int = 2_000) -> dict:
     """Microseconds per phase of one worker update (single thread, no contention)."""
     cfg = base_config(a, algo="a3c", workers=1, envs_per_worker=e, total_steps=10 ** 9)
-    algo = A3C(cfg)
-    algo.compile()
-    from a3c_jax.async_driver import make_store
-
-    store = make_store(algo, 0)
+    worker = AsyncWorker.from_config(cfg)
+    worker.compile()
+    store = worker.make_store(0)
     local = store.new_local_state()
-    k_env, key = algo.worker_keys(0, 0)
-    env_state = algo.reset(k_env)
-    step = algo._compiled
-    P = algo.num_params
+    actor, key = worker.init_actor(0, 0)
+    step = worker._compiled        # what the worker loop calls
+    layout = worker.layout
+    P = worker.num_params
     t = {"read": 0.0, "step": 0.0, "to_host": 0.0, "apply": 0.0}
     for _ in range(n):
         t0 = time.perf_counter()
         snap = store.read()
         t1 = time.perf_counter()
-        out, env_state, key = step(snap.params, env_state, key)
+        out, actor, key = step(snap.params, None, actor, key)
         t2 = time.perf_counter()
-        out = np.asarray(out)
+        res = layout.unpack(np.asarray(out))
         t3 = time.perf_counter()
-        store.apply(out[:P], snap, local)
+        store.apply(res.grad, snap, local)
         t4 = time.perf_counter()
         t["read"] += t1 - t0
         t["step"] += t2 - t1

@@ -21,8 +21,9 @@ import time
 
 import tyro
 
-from a3c_jax.async_driver import build_async_algorithm, train_one_seed
 from a3c_jax.config import Config
+from a3c_jax.supervisor import train_seed
+from a3c_jax.worker import AsyncWorker
 
 
 @dataclasses.dataclass(frozen=True)
@@ -49,12 +50,11 @@ def _config(a: Args, w: int, e: int, steps: int, backend: str) -> Config:
 def _independent(config_dict, seconds, ready, go, out):
     """One worker alone on a private store: the no-sharing ceiling."""
     from a3c_jax.config import Config
-    from a3c_jax.async_driver import build_async_algorithm, make_store
+    from a3c_jax.worker import AsyncWorker
 
-    c = Config.from_dict(config_dict)
-    algo = build_async_algorithm(c)
-    algo.compile()
-    store = make_store(algo, 0)
+    worker = AsyncWorker.from_config(Config.from_dict(config_dict))
+    worker.compile()
+    store = worker.make_store(0)
     records: list = []
     ready.put(1)
     go.wait()
@@ -63,7 +63,7 @@ def _independent(config_dict, seconds, ready, go, out):
 
     stop = threading.Event()
     threading.Timer(seconds, stop.set).start()
-    algo.worker_loop(0, 0, store, lambda: time.time() - t0, records)(stop)
+    worker.loop(0, 0, store, lambda: time.time() - t0, records)(stop)
     out.put((store.T, time.time() - t0))
 
 
@@ -86,25 +86,13 @@ def ceiling(a: Args, w: int, e: int) -> float:
 
 def backend_rate(a: Args, w: int, e: int, backend: str, guess: float) -> float:
     steps = int(max(guess * a.seconds, 5_000))
-    algo = build_async_algorithm(_config(a, w, e, steps, backend))
+    worker = AsyncWorker.from_config(_config(a, w, e, steps, backend))
     if backend == "threads":
-        algo.compile()
-        store, records, stopped = train_one_seed(algo, 0)
-        T = store.T
-    elif backend == "processes":
-        from a3c_jax.procs import train_one_seed_processes
-
-        _, acct, records, stopped = train_one_seed_processes(algo, 0)
-        T = acct["T"]
-    else:
-        from a3c_jax.ray_backend import ensure_ray, train_one_seed_ray
-
-        ensure_ray()
-        _, acct, records, stopped = train_one_seed_ray(algo, 0)
-        T = acct["T"]
-    if stopped is not None:
-        raise stopped
-    return T / max(r.wall_time_s for r in records)
+        worker.compile()    # the other backends compile in their workers, before the clock
+    got = train_seed(worker, 0)   # the supervisor runs config.backend
+    if got.stopped is not None:
+        raise got.stopped
+    return got.T / max(r.wall_time_s for r in got.records)
 
 
 def main(a: Args) -> None:

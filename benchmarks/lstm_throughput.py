@@ -21,9 +21,9 @@ import jax
 import numpy as np
 import tyro
 
-from a3c_jax.a2c import make_train
-from a3c_jax.a3c import A3C
 from a3c_jax.config import Config
+from a3c_jax.sync import make_train
+from a3c_jax.worker import AsyncWorker
 
 
 @dataclasses.dataclass(frozen=True)
@@ -71,24 +71,23 @@ def a2c_rate(a: Args, n: int, recurrent: bool) -> float:
 
 
 def a3c_worker_rate(a: Args, e: int, recurrent: bool) -> float:
-    algo = A3C(_config(a, recurrent, algo="a3c", workers=1, envs_per_worker=e,
-                       total_steps=10 ** 9))
-    algo.compile()
-    step = algo._compiled
-    k_env, key = algo.worker_keys(0, 0)
-    state = algo.reset(k_env)
-    flat = algo.init_flat_params(0)
+    worker = AsyncWorker.from_config(_config(a, recurrent, algo="a3c", workers=1,
+                                             envs_per_worker=e, total_steps=10 ** 9))
+    worker.compile()
+    step = worker._compiled        # what the worker loop calls
+    actor, key = worker.init_actor(0, 0)
+    flat = worker.init_flat_params(0)
     for _ in range(5):
-        out, state, key = step(flat, state, key)
+        out, actor, key = step(flat, None, actor, key)
     np.asarray(out)
     rates = []
     for _ in range(a.repeats):
         n, t0 = 0, time.perf_counter()
         while time.perf_counter() - t0 < a.seconds:
-            out, state, key = step(flat, state, key)
+            out, actor, key = step(flat, None, actor, key)
             np.asarray(out)     # the host copy a worker makes
             n += 1
-        rates.append(n * algo.config.steps_per_update / (time.perf_counter() - t0))
+        rates.append(n * worker.config.steps_per_update / (time.perf_counter() - t0))
     return statistics.median(rates)
 
 

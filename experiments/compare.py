@@ -23,7 +23,8 @@ from typing import Literal
 
 import tyro
 
-from a3c_jax import plotting
+from a3c_jax import analysis, plotting, tables
+from a3c_jax.budget import PAIR, matched_pair
 from a3c_jax.config import Config, OptimizerName, StoreMode
 from a3c_jax.runner import run
 
@@ -35,11 +36,11 @@ DEFAULTS = Config()
 class Args:
     """Compare A3C (W workers x E envs) against A2C (W*E envs) at a matched budget."""
 
-    env: str = "CartPole-v1"
+    env: str = DEFAULTS.env
     """gymnax environment id."""
-    workers: int = 2
+    workers: int = DEFAULTS.workers
     """A3C: number of actor-learner threads W."""
-    envs_per_worker: int = 1
+    envs_per_worker: int = DEFAULTS.envs_per_worker
     """A3C: environments per worker E. A2C gets W*E environments."""
     seeds: tuple[int, ...] = (0, 1, 2)
     """Seeds, the same for both algorithms."""
@@ -55,15 +56,15 @@ class Args:
     """Segment length, the same for both."""
     lr: float | None = DEFAULTS.lr
     """Learning rate, the same for both (annealed linearly to 0 unless --no-lr-anneal)."""
-    lr_anneal: bool = True
+    lr_anneal: bool = DEFAULTS.lr_anneal
     """Anneal the learning rate linearly to 0 over the budget."""
-    optimizer: OptimizerName = "rmsprop"
+    optimizer: OptimizerName = DEFAULTS.optimizer
     """Optimiser, the same for both (rmsprop: statistics shared across A3C workers)."""
-    store_mode: StoreMode = "hogwild"
+    store_mode: StoreMode = DEFAULTS.store_mode
     """A3C shared-store write mode."""
     stat: Literal["mean", "iqm"] = "mean"
     """Aggregate over seeds in the figure and the table: mean or interquartile mean."""
-    progress: bool = True
+    progress: bool = DEFAULTS.progress
     """Show progress bars."""
 
 
@@ -75,24 +76,11 @@ def base_config(args: Args) -> Config:
                   progress=args.progress)
 
 
-def algo_config(base: Config, algo: str, workers: int, envs_per_worker: int, out: Path
-                ) -> Config:
-    """A3C with W x E, or A2C with W*E envs trained seed by seed, from one base config."""
-    if algo == "a3c":
-        return base.replace(algo="a3c", workers=workers, envs_per_worker=envs_per_worker,
-                            out=str(out))
-    if algo == "a2c":
-        return base.replace(algo="a2c", num_envs=workers * envs_per_worker, vmap_seeds=False,
-                            out=str(out))
-    raise ValueError(f"algo: expected a3c or a2c, got {algo!r}")
-
-
 def main(argv: list[str] | None = None) -> int:
     args = tyro.cli(Args, args=argv, description=__doc__)
     out = Path(args.out)
     base = base_config(args)
-    configs = {a: algo_config(base, a, args.workers, args.envs_per_worker, out / a)
-               for a in ("a3c", "a2c")}
+    configs = matched_pair(base, args.workers, args.envs_per_worker, out)
     try:
         for algo in args.algos:
             configs[algo].validate()
@@ -102,26 +90,27 @@ def main(argv: list[str] | None = None) -> int:
 
     interrupted = False
     for algo in args.algos:
-        print(f"training {algo}: {plotting.method_label(configs[algo].to_dict())}, "
-              f"{args.total_steps} env steps x {len(args.seeds)} seeds -> {out / algo}")
+        print(f"training {algo}: {analysis.method_label(configs[algo].to_dict())}, "
+              f"{args.total_steps} env steps x {analysis.seeds_label(len(args.seeds))} -> "
+              f"{configs[algo].out}")
         result = run(configs[algo])
         if result.interrupted:
             interrupted = True
             print(f"{algo} interrupted; writing what was gathered", file=sys.stderr)
             break
 
-    dirs = [out / a for a in ("a3c", "a2c")
-            if (out / a / "metrics.csv").exists() and (out / a / "config.json").exists()]
-    df = plotting.load_runs(dirs)
+    dirs = [d for d in (Path(configs[a].out) for a in PAIR)
+            if (d / "metrics.csv").exists() and (d / "config.json").exists()]
+    df = analysis.load_runs(dirs)
     if df.empty:
         print("error: no metrics to compare", file=sys.stderr)
         return 130 if interrupted else 1
     fig = plotting.plot_comparison(df, out / "comparison.png", stat=args.stat,
                                    threshold=args.threshold)
-    table = plotting.summary_table(df, threshold=args.threshold, stat=args.stat)
-    csv_path, md_path = plotting.write_summary(table, out)
+    table = tables.summary_table(df, threshold=args.threshold, stat=args.stat)
+    csv_path, md_path = tables.write_summary(table, out)
     print()
-    print(plotting.summary_markdown(table))
+    print(tables.summary_markdown(table))
     print(f"figure: {fig}")
     print(f"summary: {csv_path} and {md_path}")
     print(f"(os.cpu_count() = {os.cpu_count()})")

@@ -6,40 +6,40 @@ learning rate for A2C (N = W*E envs) and A3C (W workers x E envs).
 Learning rates are sampled log-uniformly in [lr_min, lr_max] with a fixed rng. The synchronous
 side trains every (learning rate, seed) pair in ONE jitted call, vmapped over both; the
 asynchronous side loops over learning rates (``runner.run`` with algo a3c, one run directory
-OUT/a3c_lr{i} each). Writes OUT/lr_sweep.csv (algo, lr, seed, final_return) and
-OUT/lr_scatter.png.
+OUT/a3c_lr{i} each). Both sides have the matched budget of ``budget.matched_pair``. Writes
+OUT/lr_sweep.csv (algo, lr, seed, final_return) and OUT/lr_scatter.png, and prints per algorithm
+the runs, the mean / median / max final return and the best learning rate (``tables.lr_table``).
 
 Final return: episode-weighted mean return over the last ``final_frac`` of env steps.
 """
 
 from __future__ import annotations
 
-import copy
 import dataclasses
-import inspect
 import sys
 import time
 from pathlib import Path
 from typing import Literal
 
-import jax
-import jax.numpy as jnp
 import numpy as np
+import pandas as pd
 import tyro
 
-from a3c_jax import optim, plotting, runlog
-from a3c_jax.a2c import make_train
+from a3c_jax import analysis, plotting, runlog, tables
+from a3c_jax.sync import make_train
+from a3c_jax.budget import matched_pair
 from a3c_jax.config import Config
 from a3c_jax.runner import run
 
 CSV_COLUMNS = ("algo", "lr", "seed", "final_return")
+DEFAULTS = Config()
 
 
 @dataclasses.dataclass(frozen=True)
 class Args:
     """Final return against learning rate for A2C (vmapped) and A3C (looped)."""
 
-    env: str = "CartPole-v1"
+    env: str = DEFAULTS.env
     """gymnax environment id."""
     num_lrs: int = 12
     """Number of learning rates sampled."""
@@ -49,17 +49,17 @@ class Args:
     """Upper end of the log-uniform range."""
     sample_seed: int = 0
     """Seed of the rng that samples the learning rates."""
-    seeds: tuple[int, ...] = (0,)
+    seeds: tuple[int, ...] = DEFAULTS.seeds
     """Training seeds per learning rate."""
     total_steps: int = 200_000
     """Env steps per (learning rate, seed)."""
-    workers: int = 2
+    workers: int = DEFAULTS.workers
     """A3C workers W."""
-    envs_per_worker: int = 1
+    envs_per_worker: int = DEFAULTS.envs_per_worker
     """A3C envs per worker E; A2C gets W*E envs."""
-    t_max: int = 5
+    t_max: int = DEFAULTS.t_max
     """Segment length, the same for both."""
-    lr_anneal: bool = True
+    lr_anneal: bool = DEFAULTS.lr_anneal
     """Anneal each learning rate linearly to 0 over the budget."""
     final_frac: float = 0.1
     """Fraction of the budget (the last env steps) the final return averages over."""
@@ -67,7 +67,7 @@ class Args:
     """Which algorithms to sweep."""
     out: str = "runs/lr_sweep"
     """Output directory."""
-    progress: bool = True
+    progress: bool = DEFAULTS.progress
     """Show progress bars for the asynchronous runs."""
 
 
@@ -77,39 +77,14 @@ def sample_lrs(n: int, lo: float, hi: float, seed: int) -> np.ndarray:
     return np.sort(np.exp(rng.uniform(np.log(lo), np.log(hi), size=n)))
 
 
-def make_train_with_lr(config: Config):
-    """``train(key, lr) -> metrics`` with the learning rate a traced value, so that it can be
-    vmapped over learning rates as well as seeds.
-
-    Uses ``Trainer.train(key, lr=...)`` if the trainer offers it; otherwise builds the same
-    optimiser as ``optim.make_optimizer`` with the traced learning rate (optax accepts an array
-    as the learning rate, or a schedule closing over one) on a shallow copy of the trainer, whose
-    ``init`` and ``update`` read ``self.optimizer``.
-    """
-    trainer = make_train(config)
-    if "lr" in inspect.signature(trainer.train).parameters:
-        return lambda key, lr: trainer.train(key, lr=lr)[1]
-
-    def train(key, lr):
-        t = copy.copy(trainer)
-        t.optimizer = optim.make_optimizer(config.replace(lr=lr), trainer.num_updates)
-        return t.train(key)[1]
-
-    return train
-
-
 def sync_sweep(config: Config, lrs, seeds, final_frac: float) -> list[dict]:
     """A2C over every (lr, seed) in one jitted, doubly vmapped call."""
-    train = make_train_with_lr(config)
-    keys = jax.vmap(jax.random.key)(jnp.asarray(seeds))
-    over_seeds = jax.vmap(train, in_axes=(0, None))
-    over_lrs = jax.jit(jax.vmap(over_seeds, in_axes=(None, 0)))
-    m = jax.device_get(over_lrs(keys, jnp.asarray(lrs, jnp.float32)))   # [L, S, U]
+    m = make_train(config).train_grid(seeds, lrs)   # [L, S, U]
     rows = []
     for i, lr in enumerate(lrs):
         for j, seed in enumerate(seeds):
             rows.append({"algo": "a2c", "lr": float(lr), "seed": int(seed),
-                         "final_return": plotting.final_return(
+                         "final_return": analysis.final_return(
                              m.env_steps[i, j], m.episode_return[i, j], m.episodes[i, j],
                              final_frac)})
     return rows
@@ -125,7 +100,7 @@ def async_sweep(config: Config, lrs, out: Path, final_frac: float) -> tuple[list
             if not rs:
                 continue
             rows.append({"algo": config.algo, "lr": float(lr), "seed": int(seed),
-                         "final_return": plotting.final_return(
+                         "final_return": analysis.final_return(
                              [r["env_steps"] for r in rs], [r["episode_return"] for r in rs],
                              [r["episodes"] for r in rs], final_frac)})
         if result.interrupted:
@@ -143,10 +118,8 @@ def main(argv: list[str] | None = None) -> int:
     base = Config(env=args.env, total_steps=args.total_steps, seeds=tuple(args.seeds),
                   t_max=args.t_max, lr=float(lrs[0]), lr_anneal=args.lr_anneal,
                   progress=args.progress)
-    sync_config = base.replace(algo="a2c", num_envs=args.workers * args.envs_per_worker,
-                               out=str(out / "a2c"))
-    async_config = base.replace(algo="a3c", workers=args.workers,
-                                envs_per_worker=args.envs_per_worker)
+    pair = matched_pair(base, args.workers, args.envs_per_worker, out)
+    sync_config, async_config = pair["a2c"], pair["a3c"]   # a3c: one directory per lr below
     try:
         for algo in args.algos:
             (sync_config if algo == "a2c" else async_config).validate()
@@ -161,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
         if "a2c" in args.algos:
             t0 = time.perf_counter()
             rows += sync_sweep(sync_config, lrs, args.seeds, args.final_frac)
-            print(f"a2c: {len(lrs)} lrs x {len(args.seeds)} seeds in one call, "
+            print(f"a2c: {len(lrs)} lrs x {analysis.seeds_label(len(args.seeds))} in one call, "
                   f"{time.perf_counter() - t0:.1f} s with compilation")
         if "a3c" in args.algos:
             t0 = time.perf_counter()
@@ -174,13 +147,13 @@ def main(argv: list[str] | None = None) -> int:
         print("error: no results", file=sys.stderr)
         return 130 if interrupted else 1
     runlog.write_csv(out / "lr_sweep.csv", CSV_COLUMNS, rows)
-    import pandas as pd
-
     df = pd.DataFrame(rows, columns=list(CSV_COLUMNS))
-    fig = plotting.plot_lr_scatter(df, out / "lr_scatter.png", by="algo",
-                                   title=f"{args.env}: final return against learning rate")
-    summary = df.groupby("algo")["final_return"].describe()[["count", "mean", "50%", "max"]]
-    print(summary.to_string())
+    seeds = analysis.seeds_label(len(args.seeds))
+    fig = plotting.plot_lr_scatter(
+        df, out / "lr_scatter.png", by="algo",
+        title=f"{args.env}: final return against learning rate ({seeds} per lr)")
+    print()
+    print(tables.to_markdown(tables.lr_table(df, by="algo")))
     print(f"table: {out / 'lr_sweep.csv'}\nfigure: {fig}")
     return 130 if interrupted else 0
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import tyro
 
-from a3c_jax import plotting
+from a3c_jax import analysis, plotting, tables
 
 
 @dataclasses.dataclass(frozen=True)
@@ -40,14 +40,14 @@ def main(a: Args) -> Path:
     missing = [r for r in a.runs if not (Path(r) / "metrics.csv").exists()]
     if missing:
         raise SystemExit(f"not run directories (no metrics.csv): {', '.join(missing)}")
-    df = plotting.load_runs(a.runs, labels=list(a.labels) or None)
+    df = analysis.load_runs(a.runs, labels=list(a.labels) or None)
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     fig = plotting.plot_comparison(df, out / "comparison.png", stat=a.stat,
                                    threshold=a.threshold, title=a.title or None)
-    table = plotting.summary_table(df, threshold=a.threshold, stat=a.stat)
-    plotting.write_summary(table, out)
-    print(plotting.summary_markdown(table))
+    table = tables.summary_table(df, threshold=a.threshold, stat=a.stat)
+    tables.write_summary(table, out)
+    print(tables.summary_markdown(table))
     print(f"figure: {fig}")
     return fig
 

@@ -23,7 +23,8 @@ from typing import Literal
 
 import tyro
 
-from a3c_jax import plotting, runlog
+from a3c_jax import analysis, plotting, runlog, tables
+from a3c_jax.budget import matched_pair
 from a3c_jax.config import Config, OptimizerName, StoreMode
 from a3c_jax.runner import run
 
@@ -39,13 +40,13 @@ DEFAULTS = Config()
 class Args:
     """A3C speedup against the number of workers, with A2C at W*E envs for reference."""
 
-    env: str = "CartPole-v1"
+    env: str = DEFAULTS.env
     """gymnax environment id."""
     workers: tuple[int, ...] = (1, 2, 4, 8)
     """Numbers of workers W to try."""
-    envs_per_worker: int = 1
+    envs_per_worker: int = DEFAULTS.envs_per_worker
     """A3C environments per worker E; A2C gets W*E environments."""
-    seeds: tuple[int, ...] = (0,)
+    seeds: tuple[int, ...] = DEFAULTS.seeds
     """Seeds per setting."""
     total_steps: int = 500_000
     """Env steps per run (the global counter T for A3C)."""
@@ -62,13 +63,13 @@ class Args:
     """Segment length."""
     lr: float | None = DEFAULTS.lr
     """Learning rate."""
-    optimizer: OptimizerName = "rmsprop"
+    optimizer: OptimizerName = DEFAULTS.optimizer
     """Optimiser."""
-    store_mode: StoreMode = "hogwild"
+    store_mode: StoreMode = DEFAULTS.store_mode
     """A3C shared-store write mode."""
     out: str = "runs/scaling"
     """Output directory."""
-    progress: bool = True
+    progress: bool = DEFAULTS.progress
     """Show progress bars."""
 
 
@@ -90,15 +91,10 @@ def main(argv: list[str] | None = None) -> int:
                             stop_window=max(int(args.window_frac * args.total_steps), 1))
     configs = []
     for w in args.workers:
+        pair = matched_pair(base, w, args.envs_per_worker)
         for algo in args.algos:
             d = str(run_dir(out, algo, w, args.envs_per_worker))
-            if algo == "a3c":
-                c = base.replace(algo="a3c", workers=w, envs_per_worker=args.envs_per_worker,
-                                 out=d)
-            else:
-                c = base.replace(algo="a2c", num_envs=w * args.envs_per_worker,
-                                 vmap_seeds=False, out=d)
-            configs.append(c)
+            configs.append(pair[algo].replace(out=d))
     try:
         for c in configs:
             c.validate()
@@ -109,29 +105,29 @@ def main(argv: list[str] | None = None) -> int:
     interrupted = False
     done = []
     for c in configs:
-        print(f"training {plotting.method_label(c.to_dict())} -> {c.out}")
+        print(f"training {analysis.method_label(c.to_dict())} -> {c.out}")
         result = run(c)
         done.append(Path(c.out))
         if result.interrupted:
             interrupted = True
             break
 
-    df = plotting.load_runs([d for d in done if (d / "metrics.csv").exists()])
+    df = analysis.load_runs([d for d in done if (d / "metrics.csv").exists()])
     if df.empty:
         print("error: no metrics", file=sys.stderr)
         return 130 if interrupted else 1
-    summary = plotting.summary_table(df, threshold=args.threshold,
-                                     window_frac=args.window_frac)
-    table = plotting.scaling_table(summary, x="total_envs", group="algo")
+    summary = tables.summary_table(df, threshold=args.threshold, window_frac=args.window_frac)
+    table = tables.scaling_table(summary, x="total_envs", group="algo")
     table = table[list(TABLE_COLUMNS)]
     runlog.atomic_write_text(out / "scaling.csv", table.to_csv(index=False))
     note = (f"\nSpeedup: wall-clock seconds to reach {args.threshold:g} (smoothed return) "
             "relative to the smallest setting of the same algorithm; throughput speedup: env "
             f"steps per second. Measured on a machine with os.cpu_count() = {cores}.\n")
-    md = plotting.to_markdown(table)
+    md = tables.to_markdown(table)
     runlog.atomic_write_text(out / "scaling.md", md + note)
     fig = plotting.plot_scaling(table, out / "scaling.png",
-                                title=f"{args.env}: scaling on {cores} cores")
+                                title=f"{args.env}: scaling on {cores} cores "
+                                      f"({analysis.seeds_label(len(args.seeds))})")
     print()
     print(md + note)
     print(f"table: {out / 'scaling.csv'} and {out / 'scaling.md'}\nfigure: {fig}")

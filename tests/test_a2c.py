@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from a3c_jax import runlog
-from a3c_jax.a2c import make_train
 from a3c_jax.config import Config
+from a3c_jax.sync import make_train
 
 SMALL = Config(total_steps=120, num_envs=4, t_max=5, hidden=(16, 16), seeds=(0, 1))
 NUM_UPDATES = 6  # 120 // (4 * 5)
@@ -98,8 +98,11 @@ def test_run_chunk_does_not_retrace(small):
 
 
 def test_rejects_asynchronous_algo():
-    with pytest.raises(ValueError, match="algo"):
+    """The synchronous driver refuses a config that names an asynchronous run (a3c on worker
+    threads) instead of silently training it synchronously; a3c with backend "sync" is A2C."""
+    with pytest.raises(ValueError, match="algo|backend"):
         make_train(Config(algo="a3c"))
+    assert make_train(Config(algo="a3c", backend="sync")).config.is_sync
 
 
 @pytest.mark.learning
@@ -107,10 +110,11 @@ def test_a2c_learns_cartpole():
     """Sync A2C with the default Config on CartPole-v1, seeds 0, 1, 2 in one vmapped call:
     every seed's smoothed return (10k-step window) reaches 475 within 500k env steps."""
     seeds = (0, 1, 2)
-    cfg = Config(total_steps=500_000, seeds=seeds)
+    trainer = make_train(Config(total_steps=500_000, seeds=seeds))
+    cfg = trainer.config   # resolved: the lr printed is the one trained with
     print(f"\nA2C CartPole-v1: lr {cfg.lr} (anneal {cfg.lr_anneal}), clip {cfg.max_grad_norm}, "
           f"{cfg.num_envs} envs, t_max {cfg.t_max}, reduction {cfg.reduction}")
-    _, metrics = make_train(cfg).train_seeds(seeds)
+    _, metrics = trainer.train_seeds(seeds)
     metrics = jax.device_get(metrics)
     reached = {}
     for i, seed in enumerate(seeds):

@@ -13,11 +13,12 @@ import pytest
 from jax.flatten_util import ravel_pytree
 
 from a3c_jax import runlog
-from a3c_jax.a3c import A3C, run_a3c
-from a3c_jax.async_driver import make_store, train_one_seed
 from a3c_jax.config import Config
+from a3c_jax.runner import run
 from a3c_jax.shared import SharedStore
-from a3c_jax.workers import WorkerError
+from a3c_jax.supervisor import train_seed
+from a3c_jax.threads import ThreadLaunch
+from a3c_jax.worker import AsyncWorker, WorkerError
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = Config(algo="a3c", env="CartPole-v1", total_steps=2_000, workers=2, seeds=(0,),
@@ -41,22 +42,24 @@ class RecordingStore(SharedStore):
         return super().apply(grad, snap, local, t)
 
 
-def recording_store(algo, seed, cls=RecordingStore):
-    base = make_store(algo, seed)
+def recording_store(worker, seed, cls=RecordingStore, make_store=AsyncWorker.make_store):
+    base = make_store(worker, seed)
     return cls(base.params, base.opt, base.mode, with_target=False)
 
 
 def test_locked_single_worker_is_deterministic_and_equals_sequential_optax():
     cfg = TINY.replace(workers=1, store_mode="locked")
-    algo = A3C(cfg)
-    algo.compile()
+    worker = AsyncWorker.from_config(cfg)
+    worker.compile()
     finals = []
     for _ in range(2):
-        store = recording_store(algo, 0)
+        store = recording_store(worker, 0)
         p0 = store.params.copy()
-        _, records, stopped = train_one_seed(algo, 0, store=store)
-        assert stopped is None
+        got = train_seed(worker, 0, store=store)
+        records = got.records
+        assert got.stopped is None
         finals.append(store.params.copy())
+        np.testing.assert_array_equal(got.flat_params, store.params)
     np.testing.assert_array_equal(finals[0], finals[1])
     assert len(store.grads) == len(records) == cfg.total_steps // cfg.steps_per_update
     opt = optax.rmsprop(cfg.lr, decay=cfg.rms_decay, eps=cfg.rms_eps, eps_in_sqrt=True)
@@ -70,68 +73,65 @@ def test_locked_single_worker_is_deterministic_and_equals_sequential_optax():
 
 def test_budget_is_respected_and_records_are_complete():
     cfg = TINY.replace(workers=3, total_steps=3_003)
-    algo = A3C(cfg)
-    algo.compile()
-    store, records, stopped = train_one_seed(algo, 0)
-    assert stopped is None
+    worker = AsyncWorker.from_config(cfg)
+    worker.compile()
+    got = train_seed(worker, 0)
+    records = got.records
+    assert got.stopped is None
     n = cfg.steps_per_update
-    assert cfg.total_steps <= store.T < cfg.total_steps + n
-    assert len(records) == store.version == store.T // n
+    assert cfg.total_steps <= got.T < cfg.total_steps + n
+    # the store's version counter (writes) is lost["updates"]
+    assert len(records) == got.lost["updates"] == got.T // n
     assert {r.worker for r in records} == {0, 1, 2}
     assert not worker_threads()
 
 
 def test_failing_worker_stops_the_run_with_its_error():
     cfg = TINY.replace(total_steps=10_000_000)
-    algo = A3C(cfg)
-    algo.compile()
-    store = recording_store(algo, 0)
+    worker = AsyncWorker.from_config(cfg)
+    worker.compile()
+    store = recording_store(worker, 0)
     store.fail_at = 20
     t0 = time.monotonic()
-    _, records, stopped = train_one_seed(algo, 0, store=store)
+    got = train_seed(worker, 0, store=store)
+    stopped = got.stopped
     assert time.monotonic() - t0 < 30
     assert isinstance(stopped, WorkerError)
-    assert isinstance(stopped.exc, FloatingPointError)
+    assert isinstance(stopped.__cause__, FloatingPointError)   # the worker's own exception
     assert "injected failure" in str(stopped) and "traceback" in str(stopped)
     assert stopped.worker in (0, 1)
     assert not worker_threads()
 
 
 def test_run_reraises_worker_error_after_writing(tmp_path, monkeypatch):
-    import a3c_jax.async_driver as drv
-
-    def failing_store(algo, seed):
-        s = recording_store(algo, seed)
+    def failing_store(worker, seed):
+        s = recording_store(worker, seed)   # built by the real make_store
         s.fail_at = 10
         return s
 
-    monkeypatch.setattr(drv, "make_store", failing_store)
+    monkeypatch.setattr(AsyncWorker, "make_store", failing_store)
     cfg = TINY.replace(total_steps=10_000_000, out=str(tmp_path / "run"))
     with pytest.raises(WorkerError, match="worker [01] failed"):
-        run_a3c(cfg)
+        run(cfg)
     assert (tmp_path / "run" / "config.json").exists()
     assert not worker_threads()
 
 
 def test_keyboard_interrupt_stops_workers_and_flushes(tmp_path, monkeypatch):
-    import a3c_jax.workers as wk
+    real = ThreadLaunch.poll
+    calls = [0]
 
-    real = wk.run_threads
+    def interrupting(self, timeout):
+        """Ctrl-C arrives in the supervisor's wait, on its 5th tick."""
+        running = real(self, timeout)
+        calls[0] += 1
+        if calls[0] == 5:
+            raise KeyboardInterrupt
+        return running
 
-    def interrupting(fns, on_tick=None, **kw):
-        calls = [0]
-
-        def tick():
-            on_tick()
-            calls[0] += 1
-            if calls[0] == 5:
-                raise KeyboardInterrupt
-
-        return real(fns, on_tick=tick, **kw)
-
-    monkeypatch.setattr(wk, "run_threads", interrupting)
+    monkeypatch.setattr(ThreadLaunch, "poll", interrupting)
     cfg = TINY.replace(total_steps=10_000_000, out=str(tmp_path / "run"))
-    result = run_a3c(cfg)
+    result = run(cfg)
     assert result.interrupted
     assert not worker_threads()
     rows = runlog.read_csv(tmp_path / "run" / "metrics.csv")
@@ -183,7 +183,7 @@ def test_cli_a3c_end_to_end(tmp_path):
 
 @pytest.mark.parametrize("optimizer", ["rmsprop", "rmsprop_local", "sgd"])
 def test_every_optimizer_variant_runs(optimizer):
-    res = run_a3c(TINY.replace(optimizer=optimizer), write=False)
+    res = run(TINY.replace(optimizer=optimizer), write=False)
     p = ravel_pytree(res.params[0])[0]
     assert np.all(np.isfinite(np.asarray(p)))
     assert len(res.rows) > 0
@@ -195,7 +195,7 @@ def test_a3c_learns_cartpole_with_two_workers():
     cfg = Config(algo="a3c", env="CartPole-v1", workers=2, envs_per_worker=1,
                  total_steps=1_000_000, seeds=(0, 1), progress=False, log_interval=1_000,
                  stop_return=475.0, stop_window=10_000)
-    res = run_a3c(cfg, write=False)
+    res = run(cfg, write=False)
     for seed in cfg.seeds:
         first = runlog.updates_steps_to(res.update_rows, 475.0, seed=seed)
         print(f"seed {seed}: env steps to 475 = {first}, staleness {res.extras['staleness'][seed]}")

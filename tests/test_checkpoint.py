@@ -8,14 +8,15 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from a3c_jax import networks, runlog, runner
-from a3c_jax.config import Config, resolve_defaults
+from a3c_jax import networks, records, runlog, runner
+from a3c_jax.config import Config
+from a3c_jax.defaults import resolve
 from a3c_jax.envs import Env
 
 
 def _template(config: Config):
     env = Env(config.env, 1)
-    network = networks.make_actor_critic(config, env)
+    network = networks.make_actor_critic(resolve(config), env)
     params = network.init(jax.random.key(123), jnp.zeros((1,) + env.obs_shape, jnp.float32))
     return env, network, params
 
@@ -54,7 +55,7 @@ def test_round_trip_reproduces_the_policy_exactly(trained):
 
 def test_interrupted_run_still_writes_its_files(tmp_path, monkeypatch):
     calls = {"n": 0}
-    real = runner._row_from_chunk
+    real = records.row_from_chunk
 
     def interrupt_on_third_chunk(*args, **kwargs):
         calls["n"] += 1
@@ -62,14 +63,15 @@ def test_interrupted_run_still_writes_its_files(tmp_path, monkeypatch):
             raise KeyboardInterrupt
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(runner, "_row_from_chunk", interrupt_on_third_chunk)
+    monkeypatch.setattr(records, "row_from_chunk", interrupt_on_third_chunk)
     config = Config(algo="a2c", num_envs=2, total_steps=4000, log_interval=200, seeds=(0,),
                     progress=False, out=str(tmp_path))
     result = runner.run(config)
     assert result.interrupted
     assert len(result.rows) == 2 and result.rows[-1]["env_steps"] < config.total_steps
     # config.json holds the config with its per-action-space ("auto") fields resolved
-    assert runlog.read_config(tmp_path) == resolve_defaults(config)
+    assert runlog.read_config(tmp_path) == resolve(config) == result.config
+    assert result.config.resolved and not config.resolved
     rows = runlog.read_csv(tmp_path / "metrics.csv")
     assert len(rows) == 2 and list(rows[0]) == list(runlog.METRIC_COLUMNS)
     _, _, template = _template(config)

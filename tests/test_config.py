@@ -8,7 +8,7 @@ import re
 
 import pytest
 
-from a3c_jax.config import Config
+from a3c_jax.config import AUTO_FIELDS, Config
 
 BAD = [
     # (changes, field the message must name)
@@ -54,6 +54,8 @@ BAD = [
     (dict(hidden=()), "hidden"),
     (dict(hidden=(64, 0)), "hidden"),
     (dict(algo="a2c", optimizer="rmsprop_local"), "rmsprop_local"),
+    (dict(algo="nq", backend="sync", optimizer="rmsprop_local"), "rmsprop_local"),
+    (dict(algo="q1", backend="sync", total_steps=79, num_envs=16), "total_steps"),
 ]
 
 
@@ -79,6 +81,8 @@ GOOD = [
     dict(algo="a3c", optimizer="rmsprop_local", total_steps=5),
     dict(env="Breakout-MinAtar", torso="conv"),
     dict(seeds=(3, 1, 2)), dict(log_interval=0), dict(reduction="mean"),
+    dict(algo="q1", backend="sync"), dict(algo="a3c", backend="sync"),
+    dict(algo="nq", target_interval=10_000, eps_anneal_steps=100_000),
 ]
 
 
@@ -96,6 +100,22 @@ def test_derived_sizes():
     assert async_.is_async
     assert async_.batch_envs == 2 and async_.steps_per_update == 10
     assert async_.num_updates == 100
+    q_sync = Config(algo="q1", backend="sync", num_envs=8, t_max=5, total_steps=1000)
+    assert q_sync.is_sync and not q_sync.is_async and q_sync.family == "value"
+    assert q_sync.batch_envs == 8 and q_sync.steps_per_update == 40
+    assert Config(algo="sarsa").is_async and Config(algo="a2c").family == "actor_critic"
+    assert Config(algo="a3c", backend="sync").is_sync   # A2C under another name
+
+
+def test_auto_fields_start_unset():
+    """Per-method fields are None ("auto") until ``defaults.resolve`` fills them; the value
+    methods' target interval and epsilon anneal are among them."""
+    assert {"target_interval", "eps_anneal_steps", "lr"} <= set(AUTO_FIELDS)
+    config = Config(algo="q1")
+    assert all(getattr(config, name) is None for name in AUTO_FIELDS)
+    assert not config.resolved
+    assert config.validate() is config          # unset auto fields are valid
+    assert config.replace(**{name: 1 for name in AUTO_FIELDS}).resolved
 
 
 def test_frozen_and_round_trip():

@@ -16,8 +16,8 @@ import numpy as np
 import pytest
 
 from a3c_jax import distributions, losses, networks, normalization, rollout, runlog, runner
-from a3c_jax.a3c import run_a3c
-from a3c_jax.config import AUTO_DEFAULTS, AUTO_FIELDS, Config, resolve_defaults
+from a3c_jax.config import AUTO_FIELDS, Config
+from a3c_jax.defaults import AUTO_DEFAULTS, resolve
 from a3c_jax.envs import Env, is_discrete
 from a3c_jax.returns import nstep_returns
 
@@ -57,7 +57,7 @@ def test_trajectory_keeps_the_unclipped_sample_and_the_loss_scores_it():
     params = networks.init_actor_critic(net, jax.random.key(0), env.obs_shape)
     policy = rollout.sampling_policy(net.apply)
     _, traj = jax.jit(lambda s, k: rollout.unroll(env, policy, params, s, k, 20))(
-        env.reset(jax.random.key(1)), jax.random.key(2))
+        rollout.ActorState(env.reset(jax.random.key(1))), jax.random.key(2))
     assert traj.action.shape == (20, 8, 1) and traj.action.dtype == jnp.float32
     assert float(jnp.abs(traj.action).max()) > 1.0          # stored unclipped
     cfg = losses.LossConfig(0.99, 1.0, 0.5, 1e-4, "sum")
@@ -68,13 +68,13 @@ def test_trajectory_keeps_the_unclipped_sample_and_the_loss_scores_it():
 
 # --- per-action-space defaults --------------------------------------------------------------
 
-def test_resolve_defaults_per_action_space():
+def test_resolve_per_action_space():
     assert set(AUTO_FIELDS) == set(AUTO_DEFAULTS["continuous"])
     for f in dataclasses.fields(Config):
         if f.name in AUTO_FIELDS:
             assert f.default is None, f.name
-    disc = resolve_defaults(Config())
-    cont = resolve_defaults(Config(env="Pendulum-v1"))
+    disc = resolve(Config())
+    cont = resolve(Config(env="Pendulum-v1"))
     assert disc.resolved and cont.resolved and not Config().resolved
     for name in AUTO_FIELDS:
         assert getattr(disc, name) == AUTO_DEFAULTS["discrete"][name]
@@ -83,11 +83,11 @@ def test_resolve_defaults_per_action_space():
     assert disc.entropy_coef == 0.01 and cont.entropy_coef == 1e-4
     assert disc.obs_norm is False and disc.reward_scale == 1.0 and disc.adv_norm is False
     # Explicit values are kept (even one equal to the other action space's default) ...
-    mine = resolve_defaults(Config(env="Pendulum-v1", entropy_coef=0.01, obs_norm=False))
+    mine = resolve(Config(env="Pendulum-v1", entropy_coef=0.01, obs_norm=False))
     assert mine.entropy_coef == 0.01 and mine.obs_norm is False
     # ... resolving is idempotent, and an env object gives the same answer as the name.
-    assert resolve_defaults(cont) is cont
-    assert resolve_defaults(Config(env="Pendulum-v1"), Env("Pendulum-v1", 1)) == cont
+    assert resolve(cont) is cont
+    assert resolve(Config(env="Pendulum-v1"), Env("Pendulum-v1", 1)) == cont
     Config(env="Pendulum-v1").validate()   # unresolved configs validate
     with pytest.raises(ValueError, match="reward_scale"):
         Config(reward_scale=0.0).validate()
@@ -183,7 +183,7 @@ def test_a2c_statistics_are_updated_and_saved_with_the_checkpoint(tmp_path):
 def test_a3c_statistics_live_in_the_shared_store():
     c = Config(algo="a3c", env="Pendulum-v1", workers=2, envs_per_worker=2, total_steps=2_000,
                hidden=(8,), seeds=(0,), progress=False, lr_anneal=False)
-    res = run_a3c(c, write=False)
+    res = runner.run(c, write=False)
     stats = res.params[0][normalization.COLLECTION]
     # Every segment's batch is merged into the current shared statistics: none is dropped.
     steps = len(res.update_rows) * c.steps_per_update
@@ -194,7 +194,8 @@ def test_a3c_statistics_live_in_the_shared_store():
 def test_store_merges_statistics_exactly_under_concurrency_and_never_steps_them():
     import threading
 
-    from a3c_jax.shared import OptSpec, SharedStore
+    from a3c_jax.optim import OptSpec
+    from a3c_jax.shared import SharedStore
 
     d, n_workers, batches = 3, 4, 50
     stats0 = normalization.init_stats((d,))
@@ -334,7 +335,7 @@ def test_pendulum_test_config_is_the_cli_default():
 
     parsed = tyro.cli(Config, args=["--algo", "a2c", "--env", "Pendulum-v1"])
     budget_only = {"total_steps", "seeds", "stop_return", "progress", "log_interval"}
-    a, b = resolve_defaults(parsed).to_dict(), resolve_defaults(pendulum_config()).to_dict()
+    a, b = resolve(parsed).to_dict(), resolve(pendulum_config()).to_dict()
     assert {k for k in a if a[k] != b[k]} <= budget_only
     assert cli.main is not None
 
@@ -345,7 +346,7 @@ def test_a2c_learns_pendulum():
     seed's smoothed return (10k-step window, the runner's early stop) reaches -400 within 10M
     env steps."""
     cfg = pendulum_config()
-    res = runner.run_a2c(cfg, write=False)
+    res = runner.run(cfg, write=False)
     for seed in cfg.seeds:
         rs = [r for r in res.rows if r["seed"] == seed]
         steps = np.array([r["env_steps"] for r in rs])

@@ -8,9 +8,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from a3c_jax import exploration
+from a3c_jax import algorithm, exploration, sync
 from a3c_jax.config import Config
-from a3c_jax.qlearning import epsilon_host
+from a3c_jax.worker import AsyncWorker
 
 
 @pytest.mark.parametrize("eps_final", [0.1, 0.01, 0.5])
@@ -22,8 +22,12 @@ def test_schedule_start_middle_end(eps_final):
     assert at(500) == pytest.approx((1.0 + eps_final) / 2, abs=1e-6)
     assert at(1000) == pytest.approx(eps_final, abs=1e-6)
     assert at(10_000) == pytest.approx(eps_final, abs=1e-6)   # held after annealing
+    # the same schedule in float32 under jit, as the actors compute it from their step count
+    jitted = jax.jit(lambda s: exploration.epsilon_at(s, eps_final, anneal))
     for s in (0, 250, 500, 1000, 10_000):
-        assert float(epsilon_host(s, eps_final, anneal)) == pytest.approx(at(s), abs=1e-6)
+        out = jitted(jnp.asarray(s, jnp.int32))
+        assert out.dtype == jnp.float32
+        assert float(out) == pytest.approx(at(s), abs=1e-6)
 
 
 def test_schedule_is_traceable_and_vectorised():
@@ -54,14 +58,47 @@ def test_final_epsilon_fixed_by_config():
     assert {round(float(x), 4) for x in np.unique(np.asarray(sampled))} <= {0.01, 0.1, 0.5}
 
 
-def test_final_epsilon_differs_across_workers():
-    from a3c_jax.qlearning import AsyncQ
+def _final_eps(worker: AsyncWorker, seed: int, w: int) -> np.ndarray:
+    return np.asarray(worker.init_actor(seed, w)[0].eps_final)
 
-    algo = AsyncQ(Config(algo="q1", total_steps=1000, workers=8, envs_per_worker=3))
-    eps = np.stack([algo.final_epsilon(0, w) for w in range(8)])
+
+def test_final_epsilon_differs_across_workers():
+    algo = AsyncWorker.from_config(Config(algo="q1", total_steps=1000, workers=8,
+                                          envs_per_worker=3))
+    eps = np.stack([_final_eps(algo, 0, w) for w in range(8)])
     chex.assert_shape(eps, (8, 3))                 # one per environment of each worker
     assert len(np.unique(eps)) > 1                 # not one draw for all
-    np.testing.assert_array_equal(eps, np.stack([algo.final_epsilon(0, w) for w in range(8)]))
+    np.testing.assert_array_equal(eps, np.stack([_final_eps(algo, 0, w) for w in range(8)]))
+
+
+def test_actor_epsilon_anneals_with_its_own_steps():
+    """A value-method actor starts at epsilon 1, and its policy's epsilon follows
+    ``epsilon_at(actor.steps, eps_final, eps_anneal_steps)``; each unroll adds t_max steps."""
+    from a3c_jax.defaults import resolve
+
+    c = resolve(Config(algo="q1", t_max=5, eps_anneal_steps=10, hidden=(8,)))
+    algo = algorithm.make_algorithm(c, 2)
+    params = algo.init_params(jax.random.key(0))
+    actor = algo.init_actor(jax.random.key(1), eps_final=jnp.asarray([0.0, 0.0]))
+    assert int(actor.steps) == 0
+    obs = jax.random.normal(jax.random.key(4), (2, 4))
+    greedy = np.argmax(np.asarray(algo.apply_fn(params, obs)), -1)
+    start = [np.asarray(algo.policy(actor)(params, None, obs, jax.random.key(k))[1])
+             for k in range(20)]
+    assert any((a != greedy).any() for a in start)          # epsilon 1 at step 0
+    actor, _ = algo.unroll(params, actor, jax.random.key(2))
+    assert int(actor.steps) == 5
+    actor, _ = algo.unroll(params, actor, jax.random.key(3))
+    assert int(actor.steps) == 10
+    # annealed to eps_final = 0: the policy is greedy now
+    policy = algo.policy(actor)
+    for k in range(20):   # one observation per environment, as in the unroll
+        obs = jax.random.normal(jax.random.key(100 + k), (2, 4))
+        _, act = policy(params, None, obs, jax.random.key(k))
+        np.testing.assert_array_equal(act, np.argmax(np.asarray(algo.apply_fn(params, obs)),
+                                                     -1))
+    with pytest.raises(ValueError, match="final epsilons"):
+        algo.init_actor(jax.random.key(1))
 
 
 Q = jnp.asarray([[0.0, 2.0, 1.0], [5.0, 0.0, 0.0]])   # greedy actions 1 and 0
@@ -100,16 +137,17 @@ def test_policy_wraps_apply_fn():
     policy = exploration.epsilon_greedy(lambda p, obs: obs @ p, 0.0)
     w = jnp.eye(3)
     obs = jnp.asarray([[0.0, 0.0, 1.0], [0.0, 3.0, 1.0]])
-    np.testing.assert_array_equal(policy(w, obs, jax.random.key(0)), [2, 1])
+    carry, action = policy(w, None, obs, jax.random.key(0))   # the carry passes through
+    assert carry is None
+    np.testing.assert_array_equal(action, [2, 1])
 
 
 def test_async_and_sync_draw_the_same_epsilons():
     """Async W x E and sync W*E envs with the same seed explore with the same final epsilons."""
-    from a3c_jax.qlearning import AsyncQ, make_sync_q_train
-
     c = Config(algo="nq", workers=2, envs_per_worker=3, num_envs=6, total_steps=1000)
-    algo, trainer = AsyncQ(c), make_sync_q_train(c)
+    algo = AsyncWorker.from_config(c)
+    trainer = sync.make_train(c.replace(backend="sync"))
     for seed in (0, 1):
-        async_eps = np.concatenate([algo.final_epsilon(seed, w) for w in range(2)])
-        sync_eps = np.asarray(trainer.init(jax.random.key(seed)).eps_final)
+        async_eps = np.concatenate([_final_eps(algo, seed, w) for w in range(2)])
+        sync_eps = np.asarray(trainer.init(jax.random.key(seed)).actor.eps_final)
         np.testing.assert_array_equal(async_eps, sync_eps)

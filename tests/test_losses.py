@@ -12,6 +12,7 @@ import pytest
 
 from a3c_jax import losses
 from a3c_jax.config import Config
+from a3c_jax.defaults import resolve
 from a3c_jax.returns import nstep_returns
 from a3c_jax.rollout import Trajectory
 
@@ -211,8 +212,8 @@ def _tiny_trajectory(T=4, B=3, D=5, A=3, seed=0):
 
 @pytest.mark.parametrize("reduction", ["sum", "mean"])
 def test_segment_loss_is_mean_over_envs_of_per_env_losses(reduction):
-    cfg = losses.loss_config(Config(gamma=0.9, gae_lambda=0.8, value_coef=0.3,
-                                    entropy_coef=0.02, reduction=reduction))
+    cfg = losses.loss_config(resolve(Config(gamma=0.9, gae_lambda=0.8, value_coef=0.3,
+                                            entropy_coef=0.02, reduction=reduction)))
     params, traj = _tiny_trajectory()
     B = traj.reward.shape[1]
 
@@ -245,7 +246,7 @@ def test_segment_loss_is_mean_over_envs_of_per_env_losses(reduction):
 
 def test_segment_loss_bootstraps_from_final_obs():
     """A truncated step's target reads V(final_obs); an untruncated mid-segment one does not."""
-    cfg = losses.loss_config(Config(gamma=0.9, gae_lambda=1.0))
+    cfg = losses.loss_config(resolve(Config(gamma=0.9, gae_lambda=1.0)))
     params, traj = _tiny_trajectory()
     loss = jax.jit(lambda tr: losses.actor_critic_segment_loss(params, _linear_apply, tr, cfg)[0])
     base = loss(traj)
@@ -255,3 +256,10 @@ def test_segment_loss_bootstraps_from_final_obs():
     # env 2 never ends: with lambda = 1 its mid-segment final_obs is unused.
     same = loss(traj._replace(final_obs=traj.final_obs.at[1, 2].add(3.0)))
     np.testing.assert_allclose(same, base, rtol=1e-6)
+
+
+def test_loss_config_needs_a_resolved_config():
+    with pytest.raises(ValueError, match="resolved"):
+        losses.loss_config(Config(gamma=0.9))          # reward_scale, entropy_coef unset
+    cfg = losses.loss_config(resolve(Config(gamma=0.9, entropy_coef=0.02)))
+    assert (cfg.gamma, cfg.entropy_coef, cfg.reward_scale) == (0.9, 0.02, 1.0)

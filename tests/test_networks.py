@@ -11,6 +11,7 @@ import pytest
 
 from a3c_jax import networks
 from a3c_jax.config import Config
+from a3c_jax.defaults import resolve
 from a3c_jax.envs import Env
 
 
@@ -126,7 +127,7 @@ def test_resolve_torso():
 ])
 def test_make_actor_critic_auto_torso(env_name, torso, num_actions):
     env = Env(env_name, 1)
-    net = networks.make_actor_critic(Config(env=env_name, hidden=(32,)), env)
+    net = networks.make_actor_critic(resolve(Config(env=env_name, hidden=(32,))), env)
     assert net.torso == torso
     assert net.num_actions == num_actions
     assert tuple(net.hidden) == (32,)
@@ -137,8 +138,10 @@ def test_make_actor_critic_auto_torso(env_name, torso, num_actions):
 def test_continuous_actions_get_a_gaussian_actor_critic_and_no_q_network():
     env = Env("Pendulum-v1", 1)
     assert not env.discrete
-    net = networks.make_actor_critic(Config(env="Pendulum-v1"), env)
+    net = networks.make_actor_critic(resolve(Config(env="Pendulum-v1")), env)
     assert isinstance(net, networks.GaussianActorCritic) and net.action_dim == 1
+    with pytest.raises(ValueError, match="resolved"):
+        networks.make_actor_critic(Config(env="Pendulum-v1"), env)
     with pytest.raises(ValueError, match="continuous"):
         networks.make_q_network(Config(env="Pendulum-v1"), env)
 

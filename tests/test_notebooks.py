@@ -1,7 +1,6 @@
 """Both notebooks execute top to bottom at a tiny budget (A3C_NOTEBOOK_BUDGET env steps).
 
-They run in a temporary directory, so their run directories land there. The asynchronous cells
-need ``a3c_jax.a3c``.
+They run in a temporary directory, so their run directories land there.
 """
 
 from __future__ import annotations

@@ -1,18 +1,29 @@
-"""Optimisers in the paper's forms, checked by hand."""
+"""Optimisers in the paper's forms, checked by hand: the optax chain (``optim.make_optax``),
+the schedule (``OptSpec.lr_at``) and the in-place step of the shared store
+(``optim.apply_in_place``)."""
 
 from __future__ import annotations
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
 
+from a3c_jax import optim
 from a3c_jax.config import Config
-from a3c_jax.optim import learning_rate, make_optimizer
+from a3c_jax.defaults import resolve
+from a3c_jax.optim import OptSpec
 
 GRADS = [np.array([0.5, -2.0, 0.0], np.float32),
          np.array([1.0, 1.0, -3.0], np.float32),
          np.array([-0.2, 0.4, 1.5], np.float32)]
+
+
+def make_optimizer(config: Config) -> optax.GradientTransformation:
+    """The sync driver's optimiser for ``config``: the chain of its resolved ``OptSpec``,
+    its schedule read at ``steps_per_update`` env steps per update."""
+    return optim.make_optax(OptSpec.from_config(resolve(config)), config.steps_per_update)
 
 
 def _apply(opt, theta, grads):
@@ -30,7 +41,7 @@ def test_rmsprop_matches_paper_formula():
     lr, a, eps = 0.1, 0.9, 1e-2   # a large eps so that its place (inside the root) matters
     cfg = Config(lr=lr, lr_anneal=False, rms_decay=a, rms_eps=eps, max_grad_norm=0.0)
     theta0 = jnp.array([1.0, 2.0, 3.0])
-    ours = _apply(make_optimizer(cfg, num_updates=3), theta0, GRADS)
+    ours = _apply(make_optimizer(cfg), theta0, GRADS)
     theta, g = np.array(theta0, np.float64), np.zeros(3)
     for step, d in enumerate(GRADS, start=1):
         g = a * g + (1 - a) * d.astype(np.float64) ** 2
@@ -44,8 +55,8 @@ def test_rmsprop_matches_paper_formula():
 def test_rmsprop_local_is_the_same_arithmetic():
     kw = dict(lr=0.05, lr_anneal=False, max_grad_norm=0.0, algo="a3c")
     theta0 = jnp.array([1.0, 2.0, 3.0])
-    shared = _apply(make_optimizer(Config(optimizer="rmsprop", **kw), 3), theta0, GRADS)
-    local = _apply(make_optimizer(Config(optimizer="rmsprop_local", **kw), 3), theta0, GRADS)
+    shared = _apply(make_optimizer(Config(optimizer="rmsprop", **kw)), theta0, GRADS)
+    local = _apply(make_optimizer(Config(optimizer="rmsprop_local", **kw)), theta0, GRADS)
     np.testing.assert_array_equal(shared[-1], local[-1])
 
 
@@ -54,7 +65,7 @@ def test_momentum_sgd_formula():
     lr, mu = 0.1, 0.9
     cfg = Config(optimizer="sgd", lr=lr, momentum=mu, lr_anneal=False, max_grad_norm=0.0)
     theta0 = jnp.zeros(3)
-    ours = _apply(make_optimizer(cfg, 3), theta0, GRADS)
+    ours = _apply(make_optimizer(cfg), theta0, GRADS)
     theta, m = np.zeros(3), np.zeros(3)
     for step, d in enumerate(GRADS, start=1):
         m = mu * m + d
@@ -63,21 +74,42 @@ def test_momentum_sgd_formula():
 
 
 def test_annealed_learning_rate_reaches_zero():
-    cfg = Config(lr=0.01, lr_anneal=True)
-    sched = learning_rate(cfg, num_updates=10)
-    np.testing.assert_allclose(sched(0), 0.01, rtol=1e-6)
-    np.testing.assert_allclose(sched(5), 0.005, rtol=1e-6)
-    np.testing.assert_allclose(sched(9), 0.001, rtol=1e-5)   # last update still moves
-    assert float(sched(10)) == 0.0
-    assert float(sched(50)) == 0.0
-    assert learning_rate(Config(lr=0.01, lr_anneal=False), 10) == 0.01
+    """lr falls linearly to 0 at ``anneal_steps`` env steps (= total_steps with lr_anneal)."""
+    cfg = Config(lr=0.01, lr_anneal=True, total_steps=10_000)
+    spec = OptSpec.from_config(resolve(cfg))
+    assert spec.anneal_steps == 10_000
+    np.testing.assert_allclose(spec.lr_at(0), 0.01, rtol=1e-6)
+    np.testing.assert_allclose(spec.lr_at(5_000), 0.005, rtol=1e-6)
+    np.testing.assert_allclose(spec.lr_at(9_000), 0.001, rtol=1e-5)   # last update still moves
+    assert float(spec.lr_at(10_000)) == 0.0
+    assert float(spec.lr_at(50_000)) == 0.0
+    # the same values on NumPy and traced arguments (no branch on t)
+    ts = np.array([0, 5_000, 9_000, 10_000, 50_000])
+    want = [0.01, 0.005, 0.001, 0.0, 0.0]
+    np.testing.assert_allclose(spec.lr_at(ts), want, rtol=1e-5, atol=1e-12)
+    np.testing.assert_allclose(jax.jit(spec.lr_at)(jnp.asarray(ts)), want, rtol=1e-5,
+                               atol=1e-12)
+    fixed = OptSpec.from_config(resolve(Config(lr=0.01, lr_anneal=False)))
+    assert fixed.anneal_steps == 0
+    assert fixed.lr_at(0) == fixed.lr_at(10 ** 9) == 0.01
+
+
+def test_opt_spec_needs_a_learning_rate():
+    with pytest.raises(TypeError):
+        OptSpec()  # type: ignore[call-arg]
+    with pytest.raises(ValueError, match="resolved"):
+        OptSpec.from_config(Config(algo="a3c"))   # lr is auto until resolved
+    assert OptSpec.from_config(resolve(Config(algo="q1"))).lr == 1e-3
 
 
 def test_annealed_optimizer_stops_moving_at_the_end():
-    """With sgd (no momentum) the update is exactly -lr_k d: lr_k falls linearly to 0."""
+    """With sgd (no momentum) the update is exactly -lr_k d: lr_k falls linearly to 0, read
+    at k * steps_per_update env steps for update k."""
     n = 4
-    cfg = Config(optimizer="sgd", momentum=0.0, lr=0.4, lr_anneal=True, max_grad_norm=0.0)
-    opt = make_optimizer(cfg, n)
+    cfg = Config(optimizer="sgd", momentum=0.0, lr=0.4, lr_anneal=True, max_grad_norm=0.0,
+                 num_envs=2, t_max=5, total_steps=40)
+    assert cfg.steps_per_update == 10 and cfg.total_steps // cfg.steps_per_update == n
+    opt = make_optimizer(cfg)
     theta = jnp.zeros(2)
     state = opt.init(theta)
     steps = []
@@ -94,7 +126,7 @@ def test_clipping_limits_global_norm(norm):
     grads = {"a": jnp.array([3.0, 4.0]), "b": jnp.array([[12.0]])}   # global norm 13
     grads = {k: v * norm / 13.0 for k, v in grads.items()}
     params = {k: jnp.zeros_like(v) for k, v in grads.items()}
-    opt = make_optimizer(cfg, 1)
+    opt = make_optimizer(cfg)
     updates, _ = opt.update(grads, opt.init(params), params)
     global_norm = float(optax.tree.norm(updates))
     np.testing.assert_allclose(global_norm, min(norm, clip), rtol=1e-5)
@@ -105,11 +137,56 @@ def test_clipping_limits_global_norm(norm):
 def test_clipping_disabled_with_zero():
     cfg = Config(optimizer="sgd", momentum=0.0, lr=1.0, lr_anneal=False, max_grad_norm=0.0)
     grads = jnp.array([30.0, 40.0])
-    opt = make_optimizer(cfg, 1)
+    opt = make_optimizer(cfg)
     updates, _ = opt.update(grads, opt.init(grads), grads)
     np.testing.assert_allclose(optax.tree.norm(updates), 50.0, rtol=1e-6)
 
 
 def test_unknown_optimizer():
     with pytest.raises(ValueError, match="optimizer"):
-        make_optimizer(Config(optimizer="adam"), 10)  # type: ignore[arg-type]
+        make_optimizer(Config(optimizer="adam"))  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="optimizer"):
+        OptSpec(lr=0.01, name="adam")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("norm", [10.0, 0.1])
+def test_clip_grads_is_the_chain_s_clipping(norm):
+    """``clip_grads`` (the async worker's clipping) rescales exactly like the chain's first
+    transformation; with max_grad_norm 0 it is the identity."""
+    grads = {"a": jnp.array([3.0, 4.0]) * norm / 13.0, "b": jnp.array([[12.0]]) * norm / 13.0}
+    spec = OptSpec(lr=1.0, max_grad_norm=0.5)
+    clipped = optim.clip_grads(grads, spec)
+    np.testing.assert_allclose(float(optax.tree.norm(clipped)), min(norm, 0.5), rtol=1e-5)
+    chain = optax.clip_by_global_norm(0.5)
+    want, _ = chain.update(grads, chain.init(grads))
+    for k in grads:
+        np.testing.assert_allclose(clipped[k], want[k], rtol=1e-6)
+    same = optim.clip_grads(grads, OptSpec(lr=1.0, max_grad_norm=0.0))
+    for k in grads:
+        np.testing.assert_array_equal(same[k], grads[k])
+
+
+@pytest.mark.parametrize("name", ["rmsprop", "rmsprop_local", "sgd"])
+@pytest.mark.parametrize("anneal, clip", [(False, 0.0), (True, 1.0)])
+def test_in_place_step_matches_the_optax_chain(name, anneal, clip):
+    """The two applications of one ``OptSpec``: the sync driver's optax chain
+    (``make_optax``) and the shared store's in-place step (``apply_in_place``, on a gradient
+    clipped by ``clip_grads`` as the async worker does, with lr read at the update's T_before
+    = k * steps_per_update) give the same parameters, step after step."""
+    rng = np.random.default_rng(0)
+    steps_per_update, n = 10, 6
+    p0 = rng.normal(size=50).astype(np.float32)
+    grads = [(3.0 * rng.normal(size=50)).astype(np.float32) for _ in range(n)]
+    spec = OptSpec(lr=0.01, name=name, decay=0.9, eps=1e-5, momentum=0.9, max_grad_norm=clip,
+                   anneal_steps=(n + 1) * steps_per_update if anneal else 0)
+    opt = optim.make_optax(spec, steps_per_update)
+    chain_p, state = jnp.asarray(p0), opt.init(jnp.asarray(p0))
+    theta, buf = p0.copy(), np.zeros_like(p0)
+    for k, d in enumerate(grads):
+        upd, state = opt.update(jnp.asarray(d), state, chain_p)
+        chain_p = optax.apply_updates(chain_p, upd)
+        d_clipped = np.asarray(optim.clip_grads(jnp.asarray(d), spec), np.float32)
+        optim.apply_in_place(spec, theta, d_clipped, spec.lr_at(k * steps_per_update), buf)
+        np.testing.assert_allclose(theta, np.asarray(chain_p), rtol=1e-5, atol=1e-6,
+                                   err_msg=f"step {k}")
+    assert not np.allclose(theta, p0)

@@ -1,5 +1,5 @@
-"""plotting: tidy tables of runs of both algorithms, seed aggregates with bootstrap bands,
-the comparison figure and the summary files.
+"""analysis, tables and plotting: tidy tables of runs of both algorithms, seed aggregates with
+bootstrap bands, the summary and speedup tables, the figures and the summary files.
 
 One tiny A2C run is trained once and copied; the copy's config.json is relabelled a3c
 (W=2, E=1), which is all ``load_runs`` reads to tell the algorithms apart.
@@ -14,8 +14,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from a3c_jax import plotting, runlog
-from a3c_jax.config import Config, resolve_defaults
+from a3c_jax import analysis, plotting, runlog, tables
+from a3c_jax.config import Config
 from a3c_jax.runner import run
 
 SEEDS = (0, 1, 2)
@@ -38,7 +38,7 @@ def runs(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def df(runs):
-    return plotting.load_runs([runs / "a3c", runs / "a2c"])
+    return analysis.load_runs([runs / "a3c", runs / "a2c"])
 
 
 def test_load_runs_reads_both_algorithms_into_one_tidy_table(runs, df):
@@ -51,19 +51,20 @@ def test_load_runs_reads_both_algorithms_into_one_tidy_table(runs, df):
     assert set(df["run"]) == {"a2c", "a3c"}
     assert set(df["method"]) == {"a2c N=2", "a3c W=2 E=1"}
     assert (df["total_envs"] == 2).all()
-    assert (df["env"] == "CartPole-v1").all() and np.allclose(df["lr"], resolve_defaults(Config()).lr)
+    lr = json.loads((runs / "a2c" / "config.json").read_text())["lr"]   # resolved by the runner
+    assert (df["env"] == "CartPole-v1").all() and np.allclose(df["lr"], lr)
     assert set(df["seed"]) == set(SEEDS)
 
 
 def test_load_runs_labels_override_method(runs):
-    df = plotting.load_runs([runs / "a2c"], labels=["baseline"])
+    df = analysis.load_runs([runs / "a2c"], labels=["baseline"])
     assert set(df["method"]) == {"baseline"}
     with pytest.raises(ValueError, match="labels"):
-        plotting.load_runs([runs / "a2c"], labels=["a", "b"])
+        analysis.load_runs([runs / "a2c"], labels=["a", "b"])
 
 
 def test_smoothed_matches_runlog_per_seed(df):
-    sm = plotting.smoothed(df, window_steps=200)
+    sm = analysis.smoothed(df, window_steps=200)
     g = sm[(sm["run"] == "a2c") & (sm["seed"] == 1)].sort_values("env_steps")
     want = runlog.smoothed_returns(g["env_steps"].to_numpy(), g["episode_return"].to_numpy(),
                                    g["episodes"].to_numpy(), 200)
@@ -72,13 +73,13 @@ def test_smoothed_matches_runlog_per_seed(df):
 
 def test_interpolate_puts_every_seed_on_one_grid(df):
     for x in ("env_steps", "wall_time_s"):
-        curves = plotting.interpolate(df, x=x, num=50)
+        curves = analysis.interpolate(df, x=x, num=50)
         for _, g in curves.groupby("method"):
             grids = [c[x].to_numpy() for _, c in g.groupby(["run_dir", "seed"])]
             assert len(grids) == len(SEEDS)
             assert all(np.array_equal(grids[0], gr) for gr in grids)
             assert len(grids[0]) == 50
-        agg = plotting.aggregate_curves(curves, x=x)
+        agg = analysis.aggregate_curves(curves, x=x)
         ok = agg["estimate"].notna()
         assert ok.mean() > 0.9
         assert (agg.loc[ok, "lo"] <= agg.loc[ok, "estimate"] + 1e-9).all()
@@ -87,32 +88,32 @@ def test_interpolate_puts_every_seed_on_one_grid(df):
 
 def test_bootstrap_ci_contains_the_mean_and_is_reproducible():
     values = np.random.default_rng(0).normal(100.0, 20.0, size=(5, 30))
-    est, lo, hi = plotting.bootstrap_ci(values, "mean", n_boot=500)
+    est, lo, hi = analysis.bootstrap_ci(values, "mean", n_boot=500)
     np.testing.assert_allclose(est, values.mean(axis=0))
     assert np.all(lo <= est) and np.all(est <= hi) and np.all(lo < hi)
-    again = plotting.bootstrap_ci(values, "mean", n_boot=500)
+    again = analysis.bootstrap_ci(values, "mean", n_boot=500)
     np.testing.assert_array_equal(lo, again[1])
     np.testing.assert_array_equal(hi, again[2])
-    est1, lo1, hi1 = plotting.bootstrap_ci(values[:1], "mean")
+    est1, lo1, hi1 = analysis.bootstrap_ci(values[:1], "mean")
     np.testing.assert_array_equal(est1, lo1)
     np.testing.assert_array_equal(est1, hi1)
 
 
 def test_iqm_trims_a_quarter_each_side():
-    est, lo, hi = plotting.bootstrap_ci(np.array([1.0, 2.0, 3.0, 4.0, 100.0]), "iqm")
+    est, lo, hi = analysis.bootstrap_ci(np.array([1.0, 2.0, 3.0, 4.0, 100.0]), "iqm")
     assert est == pytest.approx(3.0)
     assert lo <= est <= hi
     with pytest.raises(ValueError, match="stat"):
-        plotting.bootstrap_ci(np.ones(3), "median")
+        analysis.bootstrap_ci(np.ones(3), "median")
 
 
 def test_final_return_hand_computed():
     steps = np.array([100, 200, 300, 400, 500, 600, 700, 800, 900, 1000])
     ret = np.array([1, 1, 1, 1, 1, 1, 1, 1, 10.0, 20.0])
     eps = np.array([1, 1, 1, 1, 1, 1, 1, 1, 1, 3])
-    assert plotting.final_return(steps, ret, eps, frac=0.2) == pytest.approx((10 + 60) / 4)
-    assert plotting.final_return(steps, ret, eps, frac=0.0) == pytest.approx(20.0)
-    assert np.isnan(plotting.final_return(steps, ret, np.zeros(10), frac=0.5))
+    assert analysis.final_return(steps, ret, eps, frac=0.2) == pytest.approx((10 + 60) / 4)
+    assert analysis.final_return(steps, ret, eps, frac=0.0) == pytest.approx(20.0)
+    assert np.isnan(analysis.final_return(steps, ret, np.zeros(10), frac=0.5))
 
 
 def test_thresholds_hand_computed():
@@ -122,12 +123,12 @@ def test_thresholds_hand_computed():
                        "run": "r", "method": "m", "env": "CartPole-v1", "workers": 2,
                        "envs_per_worker": 1, "num_envs": 4, "total_envs": 4, "lr": 1e-3,
                        "total_steps": 1000})
-    df = plotting.smoothed(df, window_steps=1)   # window of one row: smoothed == raw
-    table = plotting.summary_table(df, threshold=55.0)
+    df = analysis.smoothed(df, window_steps=1)   # window of one row: smoothed == raw
+    table = tables.summary_table(df, threshold=55.0)
     row = table.iloc[0]
     assert row["steps_to_threshold"] == 600 and row["seconds_to_threshold"] == 12
     assert row["reached"] == 1 and row["env_steps_per_s"] == pytest.approx(50.0)
-    assert np.isnan(plotting.summary_table(df, threshold=1e9).iloc[0]["steps_to_threshold"])
+    assert np.isnan(tables.summary_table(df, threshold=1e9).iloc[0]["steps_to_threshold"])
 
 
 def test_comparison_figure_and_summary_files(df, tmp_path):
@@ -136,15 +137,15 @@ def test_comparison_figure_and_summary_files(df, tmp_path):
     assert fig.read_bytes()[:4] == PNG
     fig_iqm = plotting.plot_comparison(df, tmp_path / "iqm.png", stat="iqm", n_boot=200)
     assert fig_iqm.read_bytes()[:4] == PNG
-    table = plotting.summary_table(df, threshold=30)
-    assert list(table.columns) == list(plotting.SUMMARY_COLUMNS)
+    table = tables.summary_table(df, threshold=30)
+    assert list(table.columns) == list(tables.SUMMARY_COLUMNS)
     assert set(table["method"]) == {"a2c N=2", "a3c W=2 E=1"}
     assert (table["seeds"] == len(SEEDS)).all()
     assert (table["final_return_lo"] <= table["final_return"]).all()
     assert (table["final_return"] <= table["final_return_hi"]).all()
-    csv_path, md_path = plotting.write_summary(table, tmp_path)
+    csv_path, md_path = tables.write_summary(table, tmp_path)
     back = pd.read_csv(csv_path)
-    assert list(back.columns) == list(plotting.SUMMARY_COLUMNS) and len(back) == 2
+    assert list(back.columns) == list(tables.SUMMARY_COLUMNS) and len(back) == 2
     md = md_path.read_text()
     assert "a3c W=2 E=1" in md and "a2c N=2" in md and "final return" in md
     assert not list(tmp_path.glob(".*tmp*")), "no temporary files left behind"
@@ -159,7 +160,7 @@ def test_lr_scatter_and_scaling_plots(df, tmp_path):
                           "total_envs": [1, 2, 4], "seconds_to_threshold": [8.0, 4.0, 2.5],
                           "env_steps_per_s": [100.0, 180.0, 200.0],
                           "steps_to_threshold": [800.0, 800.0, 1000.0]})
-    scaled = plotting.scaling_table(table)
+    scaled = tables.scaling_table(table)
     np.testing.assert_allclose(scaled["speedup"], [1.0, 2.0, 3.2])
     np.testing.assert_allclose(scaled["throughput_speedup"], [1.0, 1.8, 2.0])
     np.testing.assert_allclose(scaled["steps_ratio"], [1.0, 1.0, 0.8])
@@ -168,3 +169,72 @@ def test_lr_scatter_and_scaling_plots(df, tmp_path):
 
 def test_plot_run_still_written_by_the_runner(runs):
     assert (runs / "a2c" / "returns.png").read_bytes()[:4] == PNG
+
+
+def _figures(monkeypatch) -> list:
+    """Keep the figures ``plotting`` would save, open, instead of saving them."""
+    figs = []
+    monkeypatch.setattr(plotting, "_save", lambda fig, path: figs.append(fig) or fig)
+    return figs
+
+
+def test_comparison_labels_one_seed_and_the_threshold(df, monkeypatch):
+    figs = _figures(monkeypatch)
+    plotting.plot_comparison(df[df["seed"] == 0], "unused.png", threshold=30, n_boot=50)
+    fig = figs[-1]
+    legend = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    assert "threshold 30" in legend
+    assert all("1 seeds" not in t for t in legend) and any("(1 seed)" in t for t in legend)
+    assert "1 seed" in fig._suptitle.get_text() and "1 seeds" not in fig._suptitle.get_text()
+    plotting.plot_comparison(df, "unused.png", n_boot=50)
+    assert f"{len(SEEDS)} seeds" in figs[-1]._suptitle.get_text()
+    assert all(not t.get_text().startswith("threshold")
+               for t in figs[-1].axes[0].get_legend().get_texts())
+
+
+@pytest.mark.parametrize("lrs", [[3e-4, 3.2e-4], [1e-4, 3e-4, 1e-3, 1e-2], [2e-6, 0.5],
+                                 [5e-3]])
+def test_lr_scatter_has_plain_non_overlapping_log_ticks(lrs, monkeypatch):
+    figs = _figures(monkeypatch)
+    sweep = pd.DataFrame({"algo": "a2c", "lr": lrs, "seed": 0, "final_return": 1.0})
+    plotting.plot_lr_scatter(sweep, "unused.png")
+    ax = figs[-1].axes[0]
+    assert ax.get_xscale() == "log"
+    labels = [t.get_text() for t in ax.get_xticklabels()]
+    assert 2 <= len(labels) <= 7
+    assert all("$" not in t and "\\times" not in t and "×" not in t for t in labels), labels
+    assert all(t for t in labels) and len(set(labels)) == len(labels)
+    assert not any(t.get_text() for t in ax.get_xticklabels(minor=True))
+    lo, hi = ax.get_xlim()
+    assert lo <= min(lrs) and max(lrs) <= hi
+    assert "(1 seed per learning rate)" in ax.get_title()
+
+
+def test_lr_label_and_ticks():
+    assert [plotting._lr_label(v) for v in (1e-4, 2.5e-3, 0.01, 3e-4)] == \
+        ["1e-4", "2.5e-3", "1e-2", "3e-4"]
+    assert plotting._log_ticks(1e-4, 1e-2) == pytest.approx(
+        [1e-4, 2e-4, 5e-4, 1e-3, 2e-3, 5e-3, 1e-2])
+    assert plotting._log_ticks(1.5e-5, 1.5e-3) == pytest.approx([2e-5, 5e-5, 1e-4, 2e-4, 5e-4,
+                                                                 1e-3])
+    assert plotting._log_ticks(1e-7, 1.0) == pytest.approx([1e-7, 1e-5, 1e-3, 1e-1])
+    assert plotting._log_ticks(2.1e-4, 2.9e-4) == pytest.approx(np.geomspace(2.1e-4, 2.9e-4, 3))
+    assert plotting._log_ticks(2.4e-4, 4e-4) == pytest.approx([3e-4, 4e-4])
+
+
+def test_lr_table_summarises_a_sweep():
+    sweep = pd.DataFrame({"algo": ["a2c"] * 4 + ["a3c"] * 2,
+                          "lr": [1e-4, 1e-4, 1e-3, 1e-3, 1e-4, 1e-3],
+                          "seed": [0, 1, 0, 1, 0, 0],
+                          "final_return": [10.0, 30.0, 100.0, 40.0, 50.0, 20.0]})
+    table = tables.lr_table(sweep)
+    assert list(table.columns) == list(tables.LR_COLUMNS)
+    a2c, a3c = table.iloc[0], table.iloc[1]
+    assert (a2c["algo"], a2c["runs"]) == ("a2c", 4)
+    assert a2c["mean final return"] == pytest.approx(45.0)
+    assert a2c["median final return"] == pytest.approx(35.0)
+    assert a2c["max final return"] == 100.0 and a2c["best lr"] == "0.001"
+    assert a3c["best lr"] == "0.0001"
+    md = tables.to_markdown(table)
+    assert md.splitlines()[0].startswith("| algo | runs | mean final return")
+    assert "| a2c | 4 | 45 | 35 | 100 | 0.001 |" in md

@@ -9,9 +9,11 @@ import numpy as np
 import pytest
 
 from a3c_jax import runlog
-from a3c_jax.async_driver import build_async_algorithm
 from a3c_jax.config import Config
-from a3c_jax.procs import SHM_PREFIX, WorkerProcessError, train_one_seed_processes
+from a3c_jax.procs import SHM_PREFIX, WorkerProcessError
+from a3c_jax.records import update_rows
+from a3c_jax.supervisor import train_seed
+from a3c_jax.worker import AsyncWorker, WorkerError
 
 CFG = Config(algo="a3c", backend="processes", workers=2, total_steps=4_000, seeds=(0,),
              progress=False, lr_anneal=False)
@@ -25,36 +27,38 @@ def segments():
 
 def test_process_backend_runs_and_cleans_up():
     before = segments()
-    algo = build_async_algorithm(CFG)
-    flat, acct, records, stopped = train_one_seed_processes(algo, 0)
-    assert stopped is None
-    assert CFG.total_steps <= acct["T"] < CFG.total_steps + CFG.steps_per_update
-    assert len(records) == acct["lost"]["updates"] == acct["T"] // CFG.steps_per_update
+    worker = AsyncWorker.from_config(CFG)
+    got = train_seed(worker, 0)
+    records = got.records
+    assert got.stopped is None
+    assert CFG.total_steps <= got.T < CFG.total_steps + CFG.steps_per_update
+    assert len(records) == got.lost["updates"] == got.T // CFG.steps_per_update
     assert {r.worker for r in records} == {0, 1}
     assert sorted(r.version_written for r in records) == list(range(1, len(records) + 1))
-    assert acct["lost"]["lost_min"] == 0
-    assert np.all(np.isfinite(flat)) and not np.allclose(flat, algo.init_flat_params(0))
+    assert got.lost["lost_min"] == 0
+    flat = got.flat_params
+    assert np.all(np.isfinite(flat)) and not np.allclose(flat, worker.init_flat_params(0))
     assert segments() == before
 
 
 def test_sigkilled_worker_fails_the_run_and_leaves_no_segment():
     before = segments()
-    algo = build_async_algorithm(CFG.replace(total_steps=50_000_000))
+    worker = AsyncWorker.from_config(CFG.replace(total_steps=50_000_000))
 
     def kill_later(procs):
         threading.Timer(1.0, os.kill, args=(procs[1].pid, signal.SIGKILL)).start()
 
     t0 = time.monotonic()
-    _, _, records, stopped = train_one_seed_processes(algo, 0, on_start=kill_later)
+    stopped = train_seed(worker, 0, on_start=kill_later).stopped
     assert time.monotonic() - t0 < 120
-    assert isinstance(stopped, WorkerProcessError)
+    assert isinstance(stopped, WorkerProcessError) and isinstance(stopped, WorkerError)
     assert stopped.worker == 1 and "SIGKILL" in str(stopped)
     assert segments() == before
 
 
 def test_interrupt_in_parent_stops_workers_and_unlinks():
     before = segments()
-    algo = build_async_algorithm(CFG.replace(total_steps=50_000_000))
+    worker = AsyncWorker.from_config(CFG.replace(total_steps=50_000_000))
     calls = [0]
 
     def progress(_):
@@ -62,7 +66,7 @@ def test_interrupt_in_parent_stops_workers_and_unlinks():
         if calls[0] == 40:
             raise KeyboardInterrupt
 
-    _, _, records, stopped = train_one_seed_processes(algo, 0, on_progress=progress)
+    stopped = train_seed(worker, 0, on_progress=progress).stopped
     assert isinstance(stopped, KeyboardInterrupt)
     assert segments() == before
 
@@ -85,11 +89,8 @@ def _raising_loss(params, apply_fn, traj, cfg):
 def test_a3c_learns_cartpole_on_processes():
     cfg = Config(algo="a3c", backend="processes", workers=2, total_steps=1_000_000,
                  seeds=(0,), progress=False, log_interval=1_000, stop_return=475.0)
-    algo = build_async_algorithm(cfg)
-    flat, acct, records, stopped = train_one_seed_processes(algo, 0)
-    assert stopped is None
-    from a3c_jax.async_driver import update_rows
-
-    first = runlog.updates_steps_to(update_rows(0, records), 475.0)
+    got = train_seed(AsyncWorker.from_config(cfg), 0)
+    assert got.stopped is None
+    first = runlog.updates_steps_to(update_rows(0, got.records), 475.0)
     print(f"processes: env steps to 475 = {first}")
     assert np.isfinite(first) and first <= 1_000_000

@@ -12,12 +12,14 @@ import numpy as np
 import pytest
 import rlax
 
-from a3c_jax import losses, qlearning, runlog
-from a3c_jax.async_driver import RecordsMonitor, StopMonitor, UpdateRecord, train_one_seed
-from a3c_jax.config import Config
-from a3c_jax.envs import Env
+from a3c_jax import algorithm, defaults, losses, runlog, runner, sync, value_losses
+from a3c_jax.config import VALUE_ALGOS, Config
+from a3c_jax.optim import OptSpec
+from a3c_jax.records import RecordsMonitor, StopMonitor, UpdateRecord
 from a3c_jax.rollout import Trajectory
-from a3c_jax.shared import OptSpec, SharedStore
+from a3c_jax.shared import SharedStore
+from a3c_jax.supervisor import train_seed
+from a3c_jax.worker import AsyncWorker
 
 F, T_ = False, True
 GAMMA = 0.5
@@ -35,8 +37,8 @@ def _j(*xs):
 
 
 def _q1(term, reduction="sum"):
-    return losses.q_learning_loss(*_j(Q_TM1, A_TM1, R_T, np.asarray(term), Q_T), gamma=GAMMA,
-                                  reduction=reduction)
+    return value_losses.q_learning_loss(*_j(Q_TM1, A_TM1, R_T, np.asarray(term), Q_T),
+                                        gamma=GAMMA, reduction=reduction)
 
 
 # --- hand-computed targets ------------------------------------------------------------------
@@ -71,8 +73,8 @@ def test_q_learning_truncation_bootstraps_from_final_obs():
     ([F, T_, F], 16 + 1 + 484),
 ])
 def test_sarsa_hand_computed(term, expected):
-    loss, _ = losses.sarsa_loss(*_j(Q_TM1, A_TM1, R_T, np.asarray(term), Q_T, A_T),
-                                gamma=GAMMA, reduction="sum")
+    loss, _ = value_losses.sarsa_loss(*_j(Q_TM1, A_TM1, R_T, np.asarray(term), Q_T, A_T),
+                                      gamma=GAMMA, reduction="sum")
     assert float(loss) == pytest.approx(expected)
 
 
@@ -89,12 +91,10 @@ def test_sarsa_hand_computed(term, expected):
     ([F, F, T_], [F, F, F], 0.75 ** 2 + 0.5 ** 2 + 9),
 ])
 def test_nstep_q_hand_computed(term, trunc, expected):
-    loss, _ = losses.nstep_q_loss(*_j(Q_TM1, A_TM1, R_T, np.asarray(term), np.asarray(trunc),
-                                      Q_T), gamma=GAMMA, reduction="sum")
+    args = _j(Q_TM1, A_TM1, R_T, np.asarray(term), np.asarray(trunc), Q_T)
+    loss, _ = value_losses.nstep_q_loss(*args, gamma=GAMMA, reduction="sum")
     assert float(loss) == pytest.approx(expected)
-    mean_loss, _ = losses.nstep_q_loss(*_j(Q_TM1, A_TM1, R_T, np.asarray(term),
-                                           np.asarray(trunc), Q_T), gamma=GAMMA,
-                                       reduction="mean")
+    mean_loss, _ = value_losses.nstep_q_loss(*args, gamma=GAMMA, reduction="mean")
     assert float(mean_loss) == pytest.approx(expected / 3)
 
 
@@ -102,7 +102,8 @@ def test_rejects_bad_reduction_and_shapes():
     with pytest.raises(ValueError, match="reduction"):
         _q1([F, F, F], "max")
     with pytest.raises(AssertionError):
-        losses.q_learning_loss(*_j(Q_TM1, A_TM1, R_T, np.zeros(3, bool), Q_T[:2]), gamma=GAMMA)
+        value_losses.q_learning_loss(*_j(Q_TM1, A_TM1, R_T, np.zeros(3, bool), Q_T[:2]),
+                                     gamma=GAMMA)
 
 
 # --- cross-checks against rlax ----------------------------------------------------------------
@@ -123,7 +124,7 @@ class RlaxCrossCheckTest(chex.TestCase):
             discount = GAMMA * (1.0 - term.astype(jnp.float32))
 
             def ours(q):
-                return losses.q_learning_loss(q, a_tm1, r_t, term, q_t, gamma=GAMMA)[0]
+                return value_losses.q_learning_loss(q, a_tm1, r_t, term, q_t, gamma=GAMMA)[0]
 
             def theirs(q):
                 td = jax.vmap(rlax.q_learning)(q, a_tm1, r_t, discount, q_t)
@@ -140,7 +141,7 @@ class RlaxCrossCheckTest(chex.TestCase):
             discount = GAMMA * (1.0 - term.astype(jnp.float32))
 
             def ours(q):
-                return losses.sarsa_loss(q, a_tm1, r_t, term, q_t, a_t, gamma=GAMMA)[0]
+                return value_losses.sarsa_loss(q, a_tm1, r_t, term, q_t, a_t, gamma=GAMMA)[0]
 
             def theirs(q):
                 td = jax.vmap(rlax.sarsa)(q, a_tm1, r_t, discount, q_t, a_t)
@@ -156,10 +157,12 @@ def test_no_gradient_through_targets(name):
     q_tm1, a_tm1, r_t, term, q_t, a_t = _j(*_random_segment(0))
     trunc = jnp.zeros_like(term)
     fns = {
-        "q1": lambda q, qt: losses.q_learning_loss(q, a_tm1, r_t, term, qt, gamma=GAMMA)[0],
-        "sarsa": lambda q, qt: losses.sarsa_loss(q, a_tm1, r_t, term, qt, a_t, gamma=GAMMA)[0],
-        "nq": lambda q, qt: losses.nstep_q_loss(q, a_tm1, r_t, term, trunc, qt,
-                                                gamma=GAMMA)[0],
+        "q1": lambda q, qt: value_losses.q_learning_loss(q, a_tm1, r_t, term, qt,
+                                                         gamma=GAMMA)[0],
+        "sarsa": lambda q, qt: value_losses.sarsa_loss(q, a_tm1, r_t, term, qt, a_t,
+                                                       gamma=GAMMA)[0],
+        "nq": lambda q, qt: value_losses.nstep_q_loss(q, a_tm1, r_t, term, trunc, qt,
+                                                      gamma=GAMMA)[0],
     }
     g_q, g_qt = jax.grad(fns[name], argnums=(0, 1))(q_tm1, q_t)
     assert float(jnp.abs(g_qt).sum()) == 0.0
@@ -194,13 +197,13 @@ def test_segment_losses_average_envs_and_use_target_at_final_obs(reduction):
                             reduction=reduction)
     next_action = jnp.asarray(np.random.default_rng(1).integers(0, 2, traj.action.shape),
                               jnp.int32)
-    straj = qlearning.SarsaTrajectory(*traj, next_action=next_action)
+    straj = traj._replace(next_action=next_action)
     q = _linear_apply(params, traj.obs)
     q_next = _linear_apply(target, traj.final_obs)
     for seg, arr, extra in [
-        (losses.q_learning_segment_loss, losses.q_learning_loss, ()),
-        (losses.sarsa_segment_loss, losses.sarsa_loss, ("next_action",)),
-        (losses.nstep_q_segment_loss, losses.nstep_q_loss, ("truncated",)),
+        (value_losses.q_learning_segment_loss, value_losses.q_learning_loss, ()),
+        (value_losses.sarsa_segment_loss, value_losses.sarsa_loss, ("next_action",)),
+        (value_losses.nstep_q_segment_loss, value_losses.nstep_q_loss, ("truncated",)),
     ]:
         t = straj if extra == ("next_action",) else traj
         loss, metrics = seg(params, target, _linear_apply, t, cfg)
@@ -222,25 +225,30 @@ def test_segment_losses_average_envs_and_use_target_at_final_obs(reduction):
 # --- the SARSA actor: next_action is the action taken next --------------------------------------
 
 def _sarsa_setup(max_steps=None, num_envs=3):
-    env = Env("CartPole-v1", num_envs)
+    c = defaults.resolve(Config(algo="sarsa", hidden=(8,), t_max=40))
+    algo = algorithm.make_algorithm(c, num_envs)
     if max_steps is not None:   # a short time limit, so truncations happen in a short unroll
-        env.params = env.params.replace(max_steps_in_episode=max_steps)
-    c = Config(algo="sarsa", hidden=(8,))
-    from a3c_jax import networks
+        algo.env.params = algo.env.params.replace(max_steps_in_episode=max_steps)
+    params = algo.init_params(jax.random.key(0))
+    return c, algo, params
 
-    net = networks.make_q_network(c, env)
-    params = net.init(jax.random.key(0), jnp.zeros((1, 4)))
-    actor = qlearning.make_actor("sarsa", env, net.apply, t_max=40)
-    return env, net, params, actor
+
+def _fixed_eps_actor(c, algo, key, eps):
+    """A SARSA actor whose epsilon is ``eps`` from its first step: final epsilon ``eps`` and
+    the anneal already behind it (``exploration.epsilon_at`` is then exactly ``eps``)."""
+    actor = algo.init_actor(key, eps_final=jnp.full((algo.env.num_envs,), eps, jnp.float32))
+    return actor._replace(steps=jnp.asarray(c.eps_anneal_steps, jnp.int32))
 
 
 @pytest.mark.parametrize("eps", [0.0, 0.3, 1.0])
 def test_sarsa_next_action_is_the_action_taken_next(eps):
-    env, net, params, actor = _sarsa_setup(max_steps=12)
-    unroll = jax.jit(actor.unroll)
-    state = actor.init(jax.random.key(1))
-    state, tr1 = unroll(params, eps, state, jax.random.key(2))
-    state, tr2 = unroll(params, eps, state, jax.random.key(3))
+    c, algo, params = _sarsa_setup(max_steps=12)
+    net = algo.network
+    unroll = jax.jit(algo.unroll)
+    state = _fixed_eps_actor(c, algo, jax.random.key(1), eps)
+    assert np.asarray(state.action).tolist() == [-1, -1, -1]   # no action chosen yet
+    state, tr1 = unroll(params, state, jax.random.key(2))
+    state, tr2 = unroll(params, state, jax.random.key(3))
     # Two consecutive segments glued: the pending action carries across the boundary.
     cat = jax.tree.map(lambda a, b: np.concatenate([a, b]), tr1, tr2)
     done = np.logical_or(cat.terminated, cat.truncated)
@@ -256,18 +264,19 @@ def test_sarsa_next_action_is_the_action_taken_next(eps):
         np.testing.assert_array_equal(cat.action, np.argmax(np.asarray(
             net.apply(params, cat.obs)), -1))
     assert state.action.shape == (3,) and np.all(np.asarray(state.action) >= 0)
+    assert int(state.steps) == c.eps_anneal_steps + 2 * 40   # steps advance by t_max
 
 
 # --- target parameters: exactly one copy per I_target boundary ------------------------------------
 
 def test_target_update_once_per_boundary_under_concurrency():
-    store = SharedStore(np.zeros(8, np.float32), OptSpec(), "hogwild", with_target=True)
+    store = SharedStore(np.zeros(8, np.float32), OptSpec(lr=0.01), "hogwild", with_target=True)
     budget, chunk, interval = 300_000, 7, 50
     barrier = threading.Barrier(4)
 
     def worker():
         barrier.wait()
-        while qlearning.claim_and_update_target(store, chunk, budget, interval) is not None:
+        while store.claim_steps(chunk, budget, target_interval=interval) is not None:
             pass
 
     threads = [threading.Thread(target=worker) for _ in range(4)]
@@ -280,10 +289,10 @@ def test_target_update_once_per_boundary_under_concurrency():
 
 
 def test_target_update_counts_boundaries_spanned_by_one_claim():
-    store = SharedStore(np.zeros(2, np.float32), OptSpec(), with_target=True)
-    assert qlearning.claim_and_update_target(store, 25, 100, 10) == (0, 25)   # 10 and 20
+    store = SharedStore(np.zeros(2, np.float32), OptSpec(lr=0.01), with_target=True)
+    assert store.claim_steps(25, 100, target_interval=10) == (0, 25)   # 10 and 20
     assert store.target_updates == 2
-    assert qlearning.claim_and_update_target(store, 5, 100, 10) == (25, 30)   # 30
+    assert store.claim_steps(5, 100, target_interval=10) == (25, 30)   # 30
     assert store.target_updates == 3
 
 
@@ -291,11 +300,15 @@ def test_target_update_counts_boundaries_spanned_by_one_claim():
 def test_async_run_target_updates_and_records(algo):
     c = Config(algo=algo, workers=4, total_steps=4000, t_max=5, target_interval=200,
                progress=False, hidden=(16,))
-    q = qlearning.AsyncQ(c)
+    q = AsyncWorker.from_config(c)
+    assert q.with_target and q.config.target_interval == 200
     q.compile()
-    store, records, stopped = train_one_seed(q, 0)
-    assert stopped is None
-    assert store.T == 4000 and store.target_updates == 4000 // 200
+    store = q.make_store(0)
+    got = train_seed(q, 0, store=store)
+    records = got.records
+    assert got.stopped is None
+    assert got.T == store.T == 4000 and store.target_updates == 4000 // 200
+    np.testing.assert_array_equal(got.flat_params, store.params)
     assert len(records) == 4000 // 5 == store.version
     assert {r.worker for r in records} == {0, 1, 2, 3}
     assert all(np.isnan(r.policy_loss) and np.isnan(r.entropy) for r in records)
@@ -356,9 +369,10 @@ def test_records_monitor_decides_on_the_complete_prefix_only():
 # --- synchronous trainer ------------------------------------------------------------------------
 
 def test_sync_trainer_target_copies_and_vmaps_over_seeds():
-    c = Config(algo="nq", num_envs=2, t_max=4, target_interval=16, total_steps=64,
-               hidden=(8,), lr_anneal=False)
-    tr = qlearning.make_sync_q_train(c)
+    c = Config(algo="nq", backend="sync", num_envs=2, t_max=4, target_interval=16,
+               total_steps=64, hidden=(8,), lr_anneal=False)
+    tr = sync.make_train(c)
+    assert tr.algo.with_target and tr.config.target_interval == 16
     assert tr.steps_per_update == 8 and tr.num_updates == 8
     run = jax.jit(tr.run_chunk, static_argnums=1)
     state = tr.init(jax.random.key(0))
@@ -377,11 +391,12 @@ def test_sync_trainer_target_copies_and_vmaps_over_seeds():
 
 
 def test_sync_eps_per_env_and_run_writes(tmp_path):
-    c = Config(algo="nq", num_envs=8, total_steps=2000, hidden=(8,), progress=False,
-               out=str(tmp_path / "run"), seeds=(0,))
-    st = qlearning.make_sync_q_train(c).init(jax.random.key(0))
-    assert {round(float(x), 4) for x in np.asarray(st.eps_final)} <= {0.01, 0.1, 0.5}
-    result = qlearning.run_sync_q(c)
+    c = Config(algo="nq", backend="sync", num_envs=8, total_steps=2000, hidden=(8,),
+               progress=False, out=str(tmp_path / "run"), seeds=(0,))
+    st = sync.make_train(c).init(jax.random.key(0))
+    assert st.actor.eps_final.shape == (8,)
+    assert {round(float(x), 4) for x in np.asarray(st.actor.eps_final)} <= {0.01, 0.1, 0.5}
+    result = runner.run(c)
     rows = runlog.read_csv(tmp_path / "run" / "metrics.csv")
     assert rows and {r["algo"] for r in rows} == {"nq_sync"}
     assert int(rows[-1]["env_steps"]) == result.rows[-1]["env_steps"] <= 2000
@@ -389,15 +404,40 @@ def test_sync_eps_per_env_and_run_writes(tmp_path):
 
 # --- defaults and CLI -----------------------------------------------------------------------
 
-def test_q_defaults_only_fill_unset_fields():
-    for algo, over in qlearning.Q_DEFAULTS.items():
-        c = qlearning.with_q_defaults(Config(algo=algo))
-        for k, v in over.items():
-            assert getattr(c, k) == v
-    c = qlearning.with_q_defaults(Config(algo="nq", lr=1.23e-4, t_max=7))
+def test_value_defaults_only_fill_unset_fields():
+    """``defaults.resolve`` fills the value-method row (lr 1e-3, target copies every 1k steps,
+    epsilon annealed over 25k steps) into every auto field left unset, and nothing else."""
+    value = defaults.AUTO_DEFAULTS["value"]
+    assert (value["lr"], value["target_interval"], value["eps_anneal_steps"]) == (
+        1e-3, 1_000, 25_000)
+    for algo in VALUE_ALGOS:
+        raw = Config(algo=algo)
+        assert raw.target_interval is None and raw.eps_anneal_steps is None and not raw.resolved
+        c = defaults.resolve(raw)
+        assert c.resolved
+        for k, v in value.items():
+            assert getattr(c, k) == v, (algo, k)
+        assert defaults.resolve(c) == c          # resolving twice changes nothing
+        assert c.replace(**{k: getattr(raw, k) for k in value}) == raw   # only auto fields
+    c = defaults.resolve(Config(algo="nq", lr=1.23e-4, t_max=7))
     assert c.lr == 1.23e-4 and c.t_max == 7
-    a3c = Config(algo="a3c")
-    assert qlearning.with_q_defaults(a3c) == a3c
+    assert c.target_interval == 1_000 and c.eps_anneal_steps == 25_000
+    # the actor-critic gets its own row, not the value one (its target/epsilon fields unused)
+    a3c = defaults.resolve(Config(algo="a3c"))
+    assert a3c.lr == defaults.AUTO_DEFAULTS["discrete"]["lr"] != value["lr"]
+    assert (a3c.target_interval, a3c.eps_anneal_steps) == (10_000, 100_000)
+
+
+@pytest.mark.parametrize("field, given", [
+    ("target_interval", 10_000), ("eps_anneal_steps", 100_000), ("lr", 3e-3)])
+def test_value_defaults_keep_explicit_values_equal_to_the_actor_critic_ones(field, given):
+    """A value the user gave is kept even when it equals the actor-critic default (the old
+    ``with_q_defaults`` could not tell it from an unset field and replaced it)."""
+    for algo in VALUE_ALGOS:
+        c = defaults.resolve(Config(algo=algo, **{field: given}))
+        assert getattr(c, field) == given, (algo, field)
+        others = {k: v for k, v in defaults.AUTO_DEFAULTS["value"].items() if k != field}
+        assert all(getattr(c, k) == v for k, v in others.items())
 
 
 @pytest.mark.parametrize("algo", ["q1", "sarsa", "nq"])
@@ -429,7 +469,9 @@ def test_learns_cartpole(algo):
     budget = LEARNING_BUDGETS[algo]
     c = Config(algo=algo, workers=2, total_steps=budget, seeds=(0,), progress=False,
                stop_return=400.0, stop_window=10_000)
-    result = qlearning.run_q(c, write=False)
+    result = runner.run(c, write=False)
+    assert (result.config.lr, result.config.target_interval,   # the value-method defaults
+            result.config.eps_anneal_steps) == (1e-3, 1_000, 25_000)
     hit = runlog.updates_steps_to(result.update_rows, 400.0)
     print(f"{algo}: smoothed return 400 at {hit:.0f} env steps (budget {budget})")
     assert hit <= budget, f"{algo}: smoothed return never reached 400 within {budget}"

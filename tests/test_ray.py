@@ -6,10 +6,11 @@ import pytest
 ray = pytest.importorskip("ray", reason="the ray extra is not installed (pip install .[ray])")
 
 from a3c_jax import runlog  # noqa: E402
-from a3c_jax.async_driver import build_async_algorithm, update_rows  # noqa: E402
 from a3c_jax.config import Config  # noqa: E402
-from a3c_jax.ray_backend import ensure_ray, train_one_seed_ray  # noqa: E402
-from a3c_jax.workers import WorkerError  # noqa: E402
+from a3c_jax.ray_backend import ensure_ray  # noqa: E402
+from a3c_jax.records import update_rows  # noqa: E402
+from a3c_jax.supervisor import train_seed  # noqa: E402
+from a3c_jax.worker import AsyncWorker, WorkerError  # noqa: E402
 
 CFG = Config(algo="a3c", backend="ray", workers=2, total_steps=3_000, seeds=(0,),
              progress=False, lr_anneal=False)
@@ -23,22 +24,23 @@ def local_ray():
 
 
 def test_ray_backend_runs_the_same_worker_loop():
-    algo = build_async_algorithm(CFG)
-    flat, acct, records, stopped = train_one_seed_ray(algo, 0)
-    assert stopped is None
-    assert CFG.total_steps <= acct["T"] < CFG.total_steps + CFG.steps_per_update
-    assert len(records) == acct["lost"]["updates"]
+    worker = AsyncWorker.from_config(CFG)
+    got = train_seed(worker, 0)
+    records = got.records
+    assert got.stopped is None
+    assert CFG.total_steps <= got.T < CFG.total_steps + CFG.steps_per_update
+    assert len(records) == got.lost["updates"]
     assert {r.worker for r in records} == {0, 1}
     assert sorted(r.version_written for r in records) == list(range(1, len(records) + 1))
-    assert not np.allclose(flat, algo.init_flat_params(0))
+    assert not np.allclose(got.flat_params, worker.init_flat_params(0))
 
 
 def test_ray_worker_error_stops_the_run():
     def _raising_loss(params, apply_fn, traj, cfg):  # local: Ray pickles it by value
         raise ValueError("loss refused")
 
-    algo = build_async_algorithm(CFG)
-    _, _, _, stopped = train_one_seed_ray(algo, 0, loss_fn=_raising_loss)
+    worker = AsyncWorker.from_config(CFG)
+    stopped = train_seed(worker, 0, loss_fn=_raising_loss).stopped
     assert isinstance(stopped, WorkerError)
     assert "loss refused" in str(stopped)
 
@@ -49,10 +51,9 @@ def test_a3c_learns_cartpole_on_ray():
     # 1 env the run stalled below 475 within 1M steps once, while other work loaded the CPU.
     cfg = Config(algo="a3c", backend="ray", workers=2, envs_per_worker=4, total_steps=1_000_000,
                  seeds=(0,), progress=False, log_interval=1_000, stop_return=475.0)
-    algo = build_async_algorithm(cfg)
-    flat, acct, records, stopped = train_one_seed_ray(algo, 0)
-    assert stopped is None
-    first = runlog.updates_steps_to(update_rows(0, records), 475.0)
+    got = train_seed(AsyncWorker.from_config(cfg), 0)
+    assert got.stopped is None
+    first = runlog.updates_steps_to(update_rows(0, got.records), 475.0)
     print(f"ray: env steps to 475 = {first}")
     assert np.isfinite(first) and first <= 1_000_000
 
@@ -67,7 +68,6 @@ def test_more_workers_than_cpus_still_fit():
     with pytest.raises(RuntimeError, match="no CPUs"):
         worker_cpus({}, 2)
     cfg = CFG.replace(workers=4, total_steps=1_000)
-    algo = build_async_algorithm(cfg)
-    flat, acct, records, stopped = train_one_seed_ray(algo, 0)
-    assert stopped is None
-    assert {r.worker for r in records} == {0, 1, 2, 3}
+    got = train_seed(AsyncWorker.from_config(cfg), 0)
+    assert got.stopped is None
+    assert {r.worker for r in got.records} == {0, 1, 2, 3}

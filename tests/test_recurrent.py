@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 
 from a3c_jax import losses, networks, rollout, runlog
-from a3c_jax.a2c import make_train
-from a3c_jax.a3c import run_a3c
 from a3c_jax.config import Config
 from a3c_jax.envs import Env, valid_env_names
+from a3c_jax.runner import run
+from a3c_jax.sync import make_train
 
 B, T, LSTM = 3, 40, 8
 CFG = losses.LossConfig(gamma=0.99, gae_lambda=1.0, value_coef=0.5, entropy_coef=0.01,
@@ -45,9 +45,9 @@ def segments():
     env = Env("CartPole-masked-v1", B)
     net = networks.RecurrentActorCritic(action_dim=2, hidden=(16,), lstm_size=LSTM)
     params = networks.init_actor_critic(net, jax.random.key(0), env.obs_shape)
-    policy = rollout.recurrent_sampling_policy(net.apply)
-    unroll = jax.jit(lambda s, k: rollout.unroll_recurrent(env, policy, params, s, k, T))
-    s0 = rollout.RecurrentState(env.reset(jax.random.key(1)), net.initial_carry((B,)))
+    policy = rollout.sampling_policy(net.apply, recurrent=True)
+    unroll = jax.jit(lambda s, k: rollout.unroll(env, policy, params, s, k, T))
+    s0 = rollout.ActorState(env.reset(jax.random.key(1)), carry=net.initial_carry((B,)))
     s1, traj_a = unroll(s0, jax.random.key(2))
     s2, traj_b = unroll(s1, jax.random.key(3))
     return net, params, (s0, s1, s2), traj_a, traj_b
@@ -149,9 +149,9 @@ def test_sync_a2c_keeps_a_carry_per_env_across_updates():
     c = Config(env="CartPole-masked-v1", recurrent=True, lstm_size=LSTM, hidden=(16,),
                num_envs=4, t_max=5, total_steps=400, progress=False)
     tr = make_train(c)
-    assert tr.recurrent and tr.loss_fn is losses.recurrent_actor_critic_segment_loss
+    assert tr.algo.recurrent and tr.algo.loss_fn is losses.recurrent_actor_critic_segment_loss
     state = jax.jit(tr.init)(jax.random.key(0))
-    chex.assert_shape(state.carry, [(4, LSTM), (4, LSTM)])
+    chex.assert_shape(state.actor.carry, [(4, LSTM), (4, LSTM)])
     chex.clear_trace_counter()
 
     @jax.jit
@@ -163,18 +163,17 @@ def test_sync_a2c_keeps_a_carry_per_env_across_updates():
     @jax.jit
     def update_and_unroll(s):
         _, k_unroll = jax.random.split(s.key)
-        want, _ = rollout.unroll_recurrent(tr.env, tr.policy, s.params,
-                                           rollout.RecurrentState(s.env_state, s.carry),
-                                           k_unroll, c.t_max)
+        want, _ = rollout.unroll(tr.env, tr.algo.policy(s.actor), s.params, s.actor,
+                                 k_unroll, c.t_max)
         return tr.update(s)[0], want
 
     one, want = update_and_unroll(state)
-    chex.assert_trees_all_close(one.carry, want.carry, atol=1e-6)
-    assert float(jnp.abs(one.carry[1]).max()) > 0
+    chex.assert_trees_all_close(one.actor.carry, want.carry, atol=1e-6)
+    assert float(jnp.abs(one.actor.carry[1]).max()) > 0
     s1, m1 = chunk(state)
     s2, m2 = chunk(s1)    # the carry feeds back without a retrace
     assert np.isfinite(np.asarray(m2.total_loss)).all()
-    chex.assert_shape(s2.carry, [(4, LSTM), (4, LSTM)])
+    chex.assert_shape(s2.actor.carry, [(4, LSTM), (4, LSTM)])
 
 
 MEMORY_CHAIN = dict(env="MemoryChain-bsuite", recurrent=True, lstm_size=LSTM, hidden=(16,),
@@ -183,7 +182,7 @@ MEMORY_CHAIN = dict(env="MemoryChain-bsuite", recurrent=True, lstm_size=LSTM, hi
 
 def test_async_a3c_recurrent_runs_memory_chain():
     c = Config(algo="a3c", workers=2, envs_per_worker=2, lr_anneal=False, **MEMORY_CHAIN)
-    res = run_a3c(c, write=False)
+    res = run(c, write=False)
     leaves = jax.tree.leaves(res.params[0])
     assert all(np.isfinite(np.asarray(x)).all() for x in leaves)
     assert "lstm" in res.params[0]["params"]
@@ -223,15 +222,13 @@ def test_lstm_beats_feed_forward_on_masked_cartpole():
     smoothed return reaches 150 within 400k env steps (stopping early once both seeds are
     there); the feed-forward network of the same width, the same budget and optimiser,
     stays below it for the whole budget."""
-    from a3c_jax.runner import run_a2c
-
     seeds = (0, 1)
     base = Config(env="CartPole-masked-v1", total_steps=MASKED_BUDGET, seeds=seeds,
                   hidden=(64,), num_envs=16, t_max=5, obs_norm=True, progress=False,
                   log_interval=5_000, stop_window=MASKED_WINDOW)
-    lstm = run_a2c(base.replace(recurrent=True, lstm_size=64, stop_return=MASKED_THRESHOLD),
-                   write=False)
-    ff = run_a2c(base.replace(hidden=(64, 64)), write=False)
+    lstm = run(base.replace(recurrent=True, lstm_size=64, stop_return=MASKED_THRESHOLD),
+               write=False)
+    ff = run(base.replace(hidden=(64, 64)), write=False)
     for seed in seeds:
         (l_step, l_best), (f_step, f_best) = _first(lstm.rows, seed), _first(ff.rows, seed)
         print(f"seed {seed}: LSTM first >= {MASKED_THRESHOLD:.0f} at {l_step} (best "

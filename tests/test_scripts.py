@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from a3c_jax import plotting
+from a3c_jax import tables
 
 REPO = Path(__file__).resolve().parent.parent
 EXPERIMENTS = REPO / "experiments"
@@ -58,7 +58,7 @@ def test_compare_a2c_only_writes_runs_figure_and_summary(compared):
     assert config["algo"] == "a2c" and config["num_envs"] == 2 and not config["vmap_seeds"]
     assert (out / "comparison.png").read_bytes()[:4] == b"\x89PNG"
     table = pd.read_csv(out / "summary.csv")
-    assert list(table.columns) == list(plotting.SUMMARY_COLUMNS)
+    assert list(table.columns) == list(tables.SUMMARY_COLUMNS)
     assert table["method"].tolist() == ["a2c N=2"] and table["seeds"].tolist() == [2]
     assert "a2c N=2" in (out / "summary.md").read_text()
     assert f"figure: {out / 'comparison.png'}" in proc.stdout
@@ -99,9 +99,8 @@ def test_lr_sweep_writes_tidy_csv_and_scatter(tmp_path):
 
 def test_lr_sweep_vmaps_a_traced_learning_rate_exactly():
     import jax
-    import jax.numpy as jnp
 
-    from a3c_jax.a2c import make_train
+    from a3c_jax.sync import make_train
     from a3c_jax.config import Config
 
     lr_sweep = load_module("lr_sweep")
@@ -109,14 +108,10 @@ def test_lr_sweep_vmaps_a_traced_learning_rate_exactly():
     assert np.array_equal(lrs, lr_sweep.sample_lrs(12, 1e-4, 1e-2, seed=0))
     assert lrs.min() >= 1e-4 and lrs.max() <= 1e-2 and np.all(np.diff(lrs) > 0)
     config = Config(num_envs=2, total_steps=500, progress=False)
-    keys = jax.vmap(jax.random.key)(jnp.asarray([0, 1]))
-    train = lr_sweep.make_train_with_lr(config)
-    both = jax.jit(jax.vmap(jax.vmap(train, in_axes=(0, None)), in_axes=(None, 0)))
     lrs = np.array([3e-4, 5e-3], np.float32)
-    m = jax.device_get(both(keys, jnp.asarray(lrs)))
+    m = make_train(config).train_grid([0, 1], lrs)     # [lrs, seeds, updates], one call
     # the second learning rate against a trainer built with it as a Python float
-    ref = jax.device_get(jax.jit(jax.vmap(make_train(config.replace(lr=float(lrs[1]))).train))(
-        keys)[1])
+    ref = jax.device_get(make_train(config.replace(lr=float(lrs[1]))).train_seeds([0, 1])[1])
     np.testing.assert_allclose(m.total_loss[1], ref.total_loss, rtol=1e-5, atol=1e-6)
     np.testing.assert_array_equal(m.episodes[1], ref.episodes)
     assert not np.allclose(m.total_loss[0], m.total_loss[1])

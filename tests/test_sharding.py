@@ -10,8 +10,8 @@ SCRIPT = textwrap.dedent("""
     import json, sys
     import jax, numpy as np
     from a3c_jax.config import Config
-    from a3c_jax.a2c import make_train
-    from a3c_jax.runner import run_a2c
+    from a3c_jax.sync import make_train
+    from a3c_jax.runner import run
 
     assert jax.local_device_count() == 2, jax.devices()
     t = make_train(Config(total_steps=8_000, num_envs=8))
@@ -19,9 +19,9 @@ SCRIPT = textwrap.dedent("""
     s2, m2 = t.train_sharded(jax.random.key(0))
     diff = max(float(np.max(np.abs(a - b))) for a, b in
                zip(jax.tree.leaves(s1.params), jax.tree.leaves(s2.params)))
-    spec = str(s2.env_state.obs.sharding.spec)
-    r = run_a2c(Config(total_steps=4_000, num_envs=8, seeds=(0, 1), progress=False),
-                write=False)
+    spec = str(s2.actor.env.obs.sharding.spec)
+    r = run(Config(algo="a2c", total_steps=4_000, num_envs=8, seeds=(0, 1), progress=False),
+            write=False)
     print(json.dumps({"diff": diff, "spec": spec,
                       "ret_equal": bool(np.allclose(np.array(m1.episode_return),
                                                     np.array(m2.episode_return),

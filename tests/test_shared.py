@@ -6,7 +6,8 @@ import numpy as np
 import optax
 import pytest
 
-from a3c_jax.shared import OptSpec, SharedStore
+from a3c_jax.optim import OptSpec
+from a3c_jax.shared import SharedStore
 
 # The lock-free assertions measure how threads interleave: they need the cores to themselves,
 # so ``make test`` runs this module after the parallel part of the suite, alone.

@@ -1,0 +1,80 @@
+"""One supervisor for every asynchronous backend: launch W loops, follow them, stop them.
+
+A backend only launches W worker loops against a store and streams their records back; it
+offers ``poll(timeout) -> running``, ``T``, ``stop()`` and ``close() -> (flat params, lost,
+T)`` (``threads.ThreadLaunch``, ``procs.ProcessLaunch``, ``ray_backend.RayLaunch``).
+``train_seed`` runs one seed on ``config.backend``: it reports progress, applies the early
+stop (``records.RecordsMonitor``, exact), and turns Ctrl-C or a failing worker into a clean
+stop that still returns everything gathered, with the interruption beside it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Callable
+
+from a3c_jax.records import UpdateRecord, make_monitor
+from a3c_jax.shared import SharedStore
+from a3c_jax.worker import AsyncWorker, WorkerError
+
+
+@dataclasses.dataclass
+class SeedRun:
+    """What one seed of an asynchronous run produced."""
+
+    flat_params: object              # final shared parameters (flat float32)
+    lost: dict                       # the store's lost-update accounting
+    T: int                           # the global step counter at the end
+    records: list[UpdateRecord]
+    stopped: BaseException | None    # KeyboardInterrupt or WorkerError, if one happened
+
+
+def launch(worker: AsyncWorker, seed: int, per_worker: list[list], loss_fn=None,
+           store: SharedStore | None = None, on_start: Callable | None = None):
+    """Start ``config.backend``'s W loops for ``seed``."""
+    backend = worker.config.backend
+    if backend == "threads":
+        from a3c_jax.threads import ThreadLaunch
+
+        return ThreadLaunch(worker, seed, per_worker, store=store)
+    if store is not None:
+        raise ValueError(f"backend {backend!r} builds its own store")
+    if backend == "processes":
+        from a3c_jax.procs import ProcessLaunch
+
+        return ProcessLaunch(worker, seed, per_worker, loss_fn=loss_fn, on_start=on_start)
+    if backend == "ray":
+        from a3c_jax.ray_backend import RayLaunch
+
+        return RayLaunch(worker, seed, per_worker, loss_fn=loss_fn)
+    raise ValueError(f"backend: {backend!r} does not run asynchronous workers")
+
+
+def train_seed(worker: AsyncWorker, seed: int, on_progress: Callable[[int], None] | None = None,
+               loss_fn=None, store: SharedStore | None = None,
+               on_start: Callable | None = None, tick_s: float = 0.1) -> SeedRun:
+    """Run W workers for one seed on ``worker.config.backend``; see the module docstring.
+    ``loss_fn`` must be picklable for the process and Ray backends (it is rebuilt there)."""
+    c = worker.config
+    per_worker: list[list[UpdateRecord]] = [[] for _ in range(c.workers)]
+    monitor = make_monitor(c, per_worker)
+    stopped: BaseException | None = None
+    last_t = 0
+    running = None
+    try:
+        running = launch(worker, seed, per_worker, loss_fn, store, on_start)
+        while running.poll(tick_s):
+            if on_progress is not None:
+                t = min(running.T, c.total_steps)
+                on_progress(t - last_t)
+                last_t = t
+            if monitor is not None and monitor.reached():
+                running.stop()
+    except (KeyboardInterrupt, WorkerError) as exc:
+        stopped = exc
+    finally:
+        final = running.close() if running is not None else (None, {}, 0)
+    flat, lost, T = final
+    if on_progress is not None:
+        on_progress(min(T, c.total_steps) - last_t)
+    return SeedRun(flat, lost, T, [r for rs in per_worker for r in rs], stopped)

@@ -1,0 +1,154 @@
+"""The asynchronous actor-learner: one worker loop for every method and every backend.
+
+``AsyncWorker(config)`` holds one worker's compiled step (``algorithm.flat_step`` over its E
+environments); ``loop(worker, seed, store, clock, records)`` returns the loop a backend runs
+on a thread, in a process or in a Ray actor, against any object with the store's interface
+(``shared.SharedStore``, or the Ray backend's client). Until the global counter T reaches the
+budget, each iteration:
+
+  1. claims t_max * E steps of T (for value-based methods the store copies theta^- <- theta
+     for every multiple of ``target_interval`` the claim crosses: ``claim_steps``);
+  2. reads a snapshot theta' of the shared parameters (and theta^-), without a lock in
+     hogwild mode;
+  3. calls the jitted step: unroll t_max steps with theta' (sampling from pi, or
+     epsilon-greedy with this worker's annealed epsilons), the method's loss, its gradient
+     (clipped if configured) — the same pure functions as the synchronous driver;
+  4. writes the update into the store: the optimiser step (``optim.apply_in_place``, shared
+     RMSProp by default) is applied to the shared values as they are at write time, with the
+     learning rate at T_before; observation statistics, if any, are merged exactly;
+  5. appends an ``UpdateRecord`` (versions read and written, staleness, metrics).
+
+Differences from the paper's pseudocode, on purpose: segments have a fixed length t_max and
+may cross an episode end (returns and targets are cut at the boundary); a worker may drive
+E > 1 environments.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.flatten_util import ravel_pytree
+
+from a3c_jax import algorithm, optim
+from a3c_jax.config import Config
+from a3c_jax.defaults import require_resolved, resolve
+from a3c_jax.records import UpdateRecord
+from a3c_jax.shared import SharedStore
+
+
+class WorkerError(RuntimeError):
+    """A worker failed (raised, or its process died); carries its id and traceback."""
+
+    def __init__(self, worker: int, message: str, tb: str = ""):
+        super().__init__(f"worker {worker} failed: {message}"
+                         + (f"\n--- worker {worker} traceback ---\n{tb}" if tb else ""))
+        self.worker = worker
+        self.traceback = tb
+
+
+class AsyncWorker:
+    """The compiled pieces of an asynchronous worker for one resolved config."""
+
+    def __init__(self, config: Config, loss_fn: Callable | None = None):
+        config.validate()
+        if not config.is_async:
+            raise ValueError(f"backend: {config.algo} with backend {config.backend!r} runs on "
+                             "the synchronous driver, not on asynchronous workers")
+        self.config = require_resolved(config, "AsyncWorker")
+        self.algo = algorithm.make_algorithm(config, config.envs_per_worker, loss_fn)
+        self.spec = optim.OptSpec.from_config(config)
+        template = self.algo.init_params(jax.random.key(0))
+        flat, self._unravel = ravel_pytree(template)
+        self.layout = algorithm.StepLayout(int(flat.shape[0]),
+                                           algorithm.stats_slice(template))
+        self.step = jax.jit(algorithm.flat_step(self.algo, self.spec, self._unravel,
+                                                self.layout))
+        self._init_actor = jax.jit(self.algo.init_actor)
+        self._compiled = None
+
+    @classmethod
+    def from_config(cls, config: Config, loss_fn: Callable | None = None) -> "AsyncWorker":
+        """For callers holding an unresolved config (notebooks, tests); ``runner.run``
+        resolves once and builds ``AsyncWorker(resolved)``."""
+        return cls(resolve(config), loss_fn)
+
+    @property
+    def num_params(self) -> int:
+        return self.layout.num_params
+
+    @property
+    def with_target(self) -> bool:
+        return self.algo.with_target
+
+    def init_flat_params(self, seed: int) -> np.ndarray:
+        return algorithm.init_flat_params(self.algo, seed)[0]
+
+    def unravel(self, flat: np.ndarray):
+        return jax.device_get(self._unravel(jnp.asarray(flat)))
+
+    def make_store(self, seed: int) -> SharedStore:
+        """A private store in this process holding ``seed``'s initial parameters."""
+        return SharedStore(self.init_flat_params(seed), self.spec, self.config.store_mode,
+                           with_target=self.with_target)
+
+    def init_actor(self, seed: int, worker: int):
+        """(actor state, run key) of one worker: its E environments are actors
+        w*E .. w*E + E - 1 of the run (their final epsilons, for value methods)."""
+        c = self.config
+        k_env, k_run = algorithm.worker_keys(seed, worker)
+        eps = None
+        if self.algo.is_value:
+            E = c.envs_per_worker
+            all_eps = self.algo.actor_epsilons(c, jax.random.key(seed), c.workers * E)
+            eps = all_eps[worker * E:(worker + 1) * E]
+        return self._init_actor(k_env, eps), k_run
+
+    def compile(self) -> None:
+        """Compile the step before any worker starts (the first call compiles)."""
+        if self._compiled is not None:
+            return
+        actor, key = self.init_actor(0, 0)
+        flat = jnp.zeros((self.num_params,), jnp.float32)
+        target = flat if self.with_target else None
+        self._compiled = self.step.lower(flat, target, actor, key).compile()
+        jax.block_until_ready(self._compiled(flat, target, actor, key))
+
+    def loop(self, worker: int, seed: int, store, clock: Callable[[], float],
+             records: list) -> Callable:
+        """The worker's loop ``loop(stop)``; it checks ``stop`` (an Event) once per update."""
+        self.compile()
+        c = self.config
+        n_steps, budget = c.steps_per_update, c.total_steps
+        interval = c.target_interval if self.with_target else 0
+        layout, step = self.layout, self._compiled
+
+        def loop(stop):
+            actor, key = self.init_actor(seed, worker)
+            local = store.new_local_state()
+            if layout.stats is not None:
+                store.protect(*layout.stats)
+            u = 0
+            while not stop.is_set():
+                claim = store.claim_steps(n_steps, budget, interval)
+                if claim is None:
+                    break
+                before, after = claim
+                snap = store.read()
+                target = store.read_target() if interval else None
+                out, actor, key = step(snap.params, target, actor, key)
+                res = layout.unpack(np.asarray(out))
+                rec = store.apply(res.grad, snap, local, t=before)
+                if layout.stats is not None:
+                    store.merge_stats(layout.stats[0], res.stats)
+                m = res.metrics
+                records.append(UpdateRecord(
+                    worker, u, after, clock(), rec.version_read, rec.version_written,
+                    rec.staleness, float(m.return_sum), float(m.episodes),
+                    float(m.policy_loss), float(m.value_loss), float(m.entropy),
+                    float(m.total_loss)))
+                u += 1
+
+        return loop

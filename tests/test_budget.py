@@ -1,0 +1,77 @@
+"""budget.matched_pair: A3C with W workers x E envs against A2C with W*E envs, from one base
+config that nothing else changes."""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+from pathlib import Path
+
+import pytest
+
+from a3c_jax import budget
+from a3c_jax.budget import PAIR, matched_pair
+from a3c_jax.config import Config
+
+SHAPE_FIELDS = {"algo", "num_envs", "workers", "envs_per_worker", "vmap_seeds", "out"}
+
+
+def base() -> Config:
+    return Config(env="CartPole-v1", total_steps=30_000, seeds=(3, 4), t_max=7, lr=1e-3,
+                  lr_anneal=False, optimizer="sgd", hidden=(32,), store_mode="locked",
+                  gamma=0.98, progress=False, out="runs/base")
+
+
+@pytest.mark.parametrize("workers,envs_per_worker", [(1, 1), (2, 1), (4, 2), (3, 5)])
+def test_shapes_of_parallelism(workers, envs_per_worker):
+    pair = matched_pair(base(), workers, envs_per_worker)
+    assert tuple(pair) == PAIR
+    a3c, a2c = pair["a3c"], pair["a2c"]
+    assert (a3c.algo, a3c.workers, a3c.envs_per_worker) == ("a3c", workers, envs_per_worker)
+    assert (a2c.algo, a2c.num_envs, a2c.vmap_seeds) == ("a2c", workers * envs_per_worker, False)
+    assert a3c.workers * a3c.envs_per_worker == a2c.num_envs
+
+
+def test_everything_else_is_the_base_config():
+    b = base()
+    pair = matched_pair(b, 4, 2, out="runs/x")
+    for cfg in pair.values():
+        changed = {f.name for f in dataclasses.fields(Config)
+                   if getattr(cfg, f.name) != getattr(b, f.name)}
+        assert changed <= SHAPE_FIELDS, changed
+    a3c, a2c = pair["a3c"].to_dict(), pair["a2c"].to_dict()
+    assert {k for k in a3c if a3c[k] != a2c[k]} <= SHAPE_FIELDS
+    for name in ("t_max", "total_steps", "seeds", "lr", "lr_anneal", "optimizer", "hidden",
+                 "gamma"):
+        assert a3c[name] == a2c[name] == getattr(b, name), name
+
+
+def test_out_directories():
+    b = base()
+    pair = matched_pair(b, 2, 1, out=Path("runs") / "cmp")
+    assert pair["a3c"].out == str(Path("runs/cmp/a3c"))
+    assert pair["a2c"].out == str(Path("runs/cmp/a2c"))
+    assert matched_pair(b, 2, 1, out="runs/cmp")["a2c"].out == str(Path("runs/cmp/a2c"))
+    kept = matched_pair(b, 2, 1)
+    assert kept["a3c"].out == kept["a2c"].out == b.out
+
+
+def test_the_pair_validates_and_the_base_is_untouched():
+    b = base()
+    before = b.to_dict()
+    for cfg in matched_pair(b, 2, 2).values():
+        cfg.validate()
+    assert b.to_dict() == before
+    with pytest.raises(ValueError, match="workers"):
+        matched_pair(b, 0, 1)["a3c"].validate()
+
+
+def test_budget_imports_only_config():
+    tree = ast.parse(Path(budget.__file__).read_text())
+    local = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("a3c_jax"):
+            local.add(node.module)
+        elif isinstance(node, ast.Import):
+            local |= {a.name for a in node.names if a.name.startswith("a3c_jax")}
+    assert local == {"a3c_jax.config"}
