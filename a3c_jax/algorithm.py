@@ -193,6 +193,11 @@ class StepLayout:
     def num_stats(self) -> int:
         return 0 if self.stats is None else self.stats[1] - self.stats[0]
 
+    def metrics_list(self, out: np.ndarray) -> list[float]:
+        """The metrics of a packed output as Python floats, in ``Metrics`` order."""
+        start = self.num_params + self.num_stats
+        return out[start:start + len(Metrics._fields)].tolist()
+
     def unpack(self, out: np.ndarray) -> StepOut:
         p, k = self.num_params, self.num_stats
         return StepOut(out[:p], out[p:p + k], Metrics(*out[p + k:p + k + len(Metrics._fields)]))

@@ -24,6 +24,8 @@ from typing import Literal
 import numpy as np
 import optax
 
+from a3c_jax import inplace
+
 OptName = Literal["rmsprop", "rmsprop_local", "sgd"]
 
 
@@ -91,19 +93,24 @@ def make_optax(spec: OptSpec, steps_per_update: int) -> optax.GradientTransforma
     return optax.chain(clip(spec), core)
 
 
-def apply_in_place(spec: OptSpec, theta: np.ndarray, d: np.ndarray, lr, buf: np.ndarray
-                   ) -> None:
+def apply_in_place(spec: OptSpec, theta: np.ndarray, d: np.ndarray, lr, buf: np.ndarray,
+                   probe: np.ndarray | None = None, skip: tuple[int, int] = (0, 0)) -> None:
     """One optimiser step on ``theta`` in place, from gradient ``d`` (already clipped).
 
     ``buf`` is the RMSProp statistics g (shared or per worker) or the momentum buffer m,
-    updated in place too. The arithmetic reads ``theta`` and ``buf`` as they are now.
+    updated in place too. The arithmetic reads ``theta`` and ``buf`` as they are now, in one
+    pass that does not hold the GIL (``a3c_jax.inplace``); ``probe`` (float64), if given, is
+    advanced in the same pass; ``theta[skip[0]:skip[1]]`` is left untouched.
     """
-    lr = np.float32(lr)
+    probe = _NO_PROBE if probe is None else probe
+    stride = inplace.probe_stride(theta.shape[0], max(probe.shape[0], 1))
+    d = np.ascontiguousarray(d, np.float32)
     if spec.name in ("rmsprop", "rmsprop_local"):
-        buf *= np.float32(spec.decay)
-        buf += np.float32(1.0 - spec.decay) * np.square(d)
-        theta -= lr * d / np.sqrt(buf + np.float32(spec.eps))
+        inplace.rmsprop(theta, buf, d, np.float32(lr), np.float32(spec.decay),
+                        np.float32(spec.eps), skip[0], skip[1], probe, stride)
     else:
-        buf *= np.float32(spec.momentum)
-        buf += d
-        theta -= lr * buf
+        inplace.sgd(theta, buf, d, np.float32(lr), np.float32(spec.momentum), skip[0],
+                    skip[1], probe, stride)
+
+
+_NO_PROBE = np.zeros(0, np.float64)

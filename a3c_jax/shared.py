@@ -11,12 +11,12 @@ What is atomic and what may race
   and some from after (a torn read, as in Hogwild!). The copy is a real copy: later writes never
   change a snapshot.
 * ``apply()`` in ``hogwild`` mode computes the optimiser step from the gradient and the shared
-  values *as they are at write time* and updates the buffers in place, elementwise
-  (``g *= a; g += (1 - a) d^2; theta -= lr d / sqrt(g + eps)``), with no lock. NumPy releases
-  the GIL inside large elementwise loops, so two workers may interleave at element level: an
-  element's read-modify-write may be overwritten by another worker's (the element-level races
-  Hogwild! tolerates). No update is ever thrown away wholesale, because nothing assigns
-  parameters computed from an old snapshot.
+  values *as they are at write time* and updates the buffers in place, elementwise, in one
+  pass compiled with numba that does not hold the GIL (``a3c_jax.inplace``), with no lock. Two
+  workers' writes therefore run in parallel and may interleave at element level: an element's
+  read-modify-write may be overwritten by another worker's (the element-level races Hogwild!
+  tolerates). No update is ever thrown away wholesale, because nothing assigns parameters
+  computed from an old snapshot.
 * Integer counters (T, version) are advanced under a tiny lock that covers the integer update
   only, never the buffers; they are exact.
 * ``locked`` mode takes one lock around the whole read and the whole read-modify-write: the
@@ -28,17 +28,23 @@ What is atomic and what may race
   ``protect()`` marks that slice so that ``apply`` never writes it (an in-place step of zero
   would otherwise write back a value read before a concurrent merge).
 * ``overwrite`` mode is the naive idiom, kept only to measure it: the new parameters are
-  computed from the worker's snapshot and assigned over the shared buffer, discarding every
-  update written since the snapshot.
+  computed from the worker's snapshot and assigned over the shared buffer (as
+  ``store.params = new`` would), discarding every update written since the snapshot. The
+  assignment and the read each take the lock, so each behaves like that atomic reference swap.
 
 Measurements
 ------------
 * staleness of an update = versions written between the worker's read and its write;
-* a probe buffer (``probe``, float64, large enough that NumPy releases the GIL on it) receives
-  ``+= 1`` on every write through the same code path as the parameters (assigned from the
-  snapshot in ``overwrite`` mode). After a run, ``version - probe`` per element counts the
-  increments lost on that element: its maximum is the number of updates lost wholesale plus
-  element races, its mean the average loss. See ``lost_updates``.
+* the probe (``probe``, float64, ``PROBE_SIZE`` elements) is advanced by the same write as the
+  parameters: in the same kernel pass, element j right after parameter ``j * stride``
+  (hogwild, locked), or as part of the same (parameters, probe) pair that is read and assigned
+  together (overwrite). ``lost_updates`` reports ``version - probe`` per element:
+  - overwrite: every element is the exact number of updates lost wholesale (an assignment from
+    a snapshot carries that snapshot's probe, so an overwritten update is missing from both);
+  - hogwild: element j counts the increments lost to element-level races at that point of the
+    parameter sweep; its mean over elements estimates the fraction of a parameter's increments
+    lost (not the loss of any particular parameter); no update is ever lost wholesale;
+  - locked: 0 by construction.
 """
 
 from __future__ import annotations
@@ -138,13 +144,14 @@ class SharedStore:
 
     # --- parameters ------------------------------------------------------------------------
     def read(self) -> Snapshot:
-        """A private copy of theta, without waiting (hogwild) or under the lock (locked)."""
-        if self.mode == "locked":
-            with self._rw_lock:
-                return Snapshot(self.params.copy(), self.version, None)
-        version = self.version
-        probe = self.probe.copy() if self.mode == "overwrite" else None
-        return Snapshot(self.params.copy(), version, probe)
+        """A private copy of theta: without waiting (hogwild), under the lock (locked), or
+        together with the probe as one consistent pair (overwrite; see ``apply``)."""
+        if self.mode == "hogwild":
+            version = self.version
+            return Snapshot(self.params.copy(), version, None)
+        with self._rw_lock:
+            probe = self.probe.copy() if self.mode == "overwrite" else None
+            return Snapshot(self.params.copy(), self.version, probe)
 
     def new_local_state(self) -> LocalOptState:
         if self.opt.name in ("rmsprop_local", "sgd"):
@@ -154,23 +161,21 @@ class SharedStore:
     def apply(self, grad: np.ndarray, snap: Snapshot, local: LocalOptState,
               t: int | None = None) -> WriteRecord:
         """Apply one optimiser step for gradient ``grad`` (computed at ``snap``)."""
-        grad = np.asarray(grad, np.float32)
-        lr = np.float32(self.opt.lr_at(self.T if t is None else t))
+        lr = self.opt.lr_at(self.T if t is None else t)
         if self.mode == "locked":
             with self._rw_lock:
-                self._step_in_place(grad, lr, local)
-                self.probe += 1.0
+                self._step_on(self.params, grad, lr, local, self.probe)
                 written = self._bump_version()
         elif self.mode == "hogwild":
-            self._step_in_place(grad, lr, local)
-            self.probe += 1.0
+            self._step_on(self.params, grad, lr, local, self.probe)
             written = self._bump_version()
         else:  # overwrite: the idiom that loses updates
-            new = snap.params.copy()
-            self._step_on(new, grad, lr, local)
-            self.params[:] = new
-            self.probe[:] = snap.probe + 1.0
-            written = self._bump_version()
+            new, probe = snap.params.copy(), snap.probe.copy()
+            self._step_on(new, grad, lr, local, probe)
+            with self._rw_lock:   # replace theta and the probe as one pair
+                self.params[:] = new
+                self.probe[:] = probe
+                written = self._bump_version()
         return WriteRecord(snap.version, written, written - 1 - snap.version)
 
     def protect(self, start: int, stop: int) -> None:
@@ -194,20 +199,10 @@ class SharedStore:
             self._counters[1] += 1
             return int(self._counters[1])
 
-    def _step_in_place(self, d: np.ndarray, lr: np.float32, local: LocalOptState) -> None:
-        if self.protected is None:
-            self._step_on(self.params, d, lr, local)
-            return
-        a, b = self.protected
-        for sl in (slice(0, a), slice(b, None)):
-            buf = None if local.buf is None else local.buf[sl]
-            rms = None if self.rms is None else self.rms[sl]
-            self._step_on(self.params[sl], d[sl], lr, LocalOptState(buf), rms)
-
-    def _step_on(self, theta: np.ndarray, d: np.ndarray, lr: np.float32,
-                 local: LocalOptState, rms: np.ndarray | None = None) -> None:
-        buf = (self.rms if rms is None else rms) if self.opt.uses_shared_stats else local.buf
-        optim.apply_in_place(self.opt, theta, d, lr, buf)
+    def _step_on(self, theta: np.ndarray, d: np.ndarray, lr, local: LocalOptState,
+                 probe: np.ndarray) -> None:
+        buf = self.rms if self.opt.uses_shared_stats else local.buf
+        optim.apply_in_place(self.opt, theta, d, lr, buf, probe, self.protected or (0, 0))
 
     # --- target parameters (value-based methods) -------------------------------------------
     def update_target(self) -> None:

@@ -25,6 +25,7 @@ E > 1 environments.
 
 from __future__ import annotations
 
+import time
 from typing import Callable
 
 import jax
@@ -32,7 +33,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.flatten_util import ravel_pytree
 
-from a3c_jax import algorithm, optim
+from a3c_jax import algorithm, inplace, optim
 from a3c_jax.config import Config
 from a3c_jax.defaults import require_resolved, resolve
 from a3c_jax.records import UpdateRecord
@@ -67,7 +68,7 @@ class AsyncWorker:
         self.step = jax.jit(algorithm.flat_step(self.algo, self.spec, self._unravel,
                                                 self.layout))
         self._init_actor = jax.jit(self.algo.init_actor)
-        self._compiled = None
+        self._compiled = False
 
     @classmethod
     def from_config(cls, config: Config, loss_fn: Callable | None = None) -> "AsyncWorker":
@@ -107,23 +108,31 @@ class AsyncWorker:
         return self._init_actor(k_env, eps), k_run
 
     def compile(self) -> None:
-        """Compile the step before any worker starts (the first call compiles)."""
-        if self._compiled is not None:
+        """Compile the step before any worker starts: one call with the loop's argument
+        types fills the jitted function's cache, whose C++ dispatch path the loop then uses
+        (faster per call than calling a ``Compiled`` object from Python)."""
+        if self._compiled:
             return
+        inplace.warm_up()
         actor, key = self.init_actor(0, 0)
-        flat = jnp.zeros((self.num_params,), jnp.float32)
+        flat = np.zeros((self.num_params,), np.float32)
         target = flat if self.with_target else None
-        self._compiled = self.step.lower(flat, target, actor, key).compile()
-        jax.block_until_ready(self._compiled(flat, target, actor, key))
+        out, _, _ = self.step(flat, target, actor, key)
+        np.asarray(out)
+        self._compiled = True
 
     def loop(self, worker: int, seed: int, store, clock: Callable[[], float],
-             records: list) -> Callable:
-        """The worker's loop ``loop(stop)``; it checks ``stop`` (an Event) once per update."""
+             records: list, profile: np.ndarray | None = None) -> Callable:
+        """The worker's loop ``loop(stop)``; it checks ``stop`` (an Event) once per update.
+
+        ``profile`` (float64 [len(PHASES) + 1]), if given, accumulates the seconds spent in
+        each of ``PHASES`` and, last, the number of updates (``benchmarks/``)."""
         self.compile()
         c = self.config
         n_steps, budget = c.steps_per_update, c.total_steps
         interval = c.target_interval if self.with_target else 0
-        layout, step = self.layout, self._compiled
+        layout, step = self.layout, self.step
+        now = time.perf_counter
 
         def loop(stop):
             actor, key = self.init_actor(seed, worker)
@@ -132,23 +141,34 @@ class AsyncWorker:
                 store.protect(*layout.stats)
             u = 0
             while not stop.is_set():
+                t0 = now()
                 claim = store.claim_steps(n_steps, budget, interval)
                 if claim is None:
                     break
                 before, after = claim
+                t1 = now()
                 snap = store.read()
                 target = store.read_target() if interval else None
+                t2 = now()
                 out, actor, key = step(snap.params, target, actor, key)
-                res = layout.unpack(np.asarray(out))
+                out_host = np.asarray(out)
+                t3 = now()
+                res = layout.unpack(out_host)
                 rec = store.apply(res.grad, snap, local, t=before)
                 if layout.stats is not None:
                     store.merge_stats(layout.stats[0], res.stats)
-                m = res.metrics
+                t4 = now()
                 records.append(UpdateRecord(
                     worker, u, after, clock(), rec.version_read, rec.version_written,
-                    rec.staleness, float(m.return_sum), float(m.episodes),
-                    float(m.policy_loss), float(m.value_loss), float(m.entropy),
-                    float(m.total_loss)))
+                    rec.staleness, *layout.metrics_list(out_host)))
                 u += 1
+                if profile is not None:
+                    profile[:] += (t1 - t0 + now() - t4, t2 - t1, t3 - t2, t4 - t3, 1.0)
 
         return loop
+
+
+PHASES = ("bookkeeping", "read", "step", "apply")
+"""Phases of one update in ``AsyncWorker.loop``'s profile: claims and records; the snapshot
+copy (and target read); the jitted step, dispatch and compute, until its result is on the
+host; the optimiser step on the store (and statistics merge)."""

@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import statistics
+import threading
 import time
 
 import jax
@@ -26,7 +27,7 @@ from a3c_jax.config import Config
 from a3c_jax.records import staleness_summary
 from a3c_jax.supervisor import train_seed
 from a3c_jax.sync import make_train
-from a3c_jax.worker import AsyncWorker
+from a3c_jax.worker import PHASES, AsyncWorker
 
 
 @dataclasses.dataclass(frozen=True)
@@ -95,33 +96,29 @@ def measure_a2c(a: Args, n_envs: int) -> float:
     return statistics.median(rates)
 
 
-def breakdown(a: Args, e: int, n: int = 2_000) -> dict:
-    """Microseconds per phase of one worker update (single thread, no contention)."""
-    cfg = base_config(a, algo="a3c", workers=1, envs_per_worker=e, total_steps=10 ** 9)
+def breakdown(a: Args, e: int, workers: int, n: int = 1_500) -> dict:
+    """Microseconds per phase of one update (``worker.PHASES``), from the worker loop's own
+    profile, with ``workers`` threads on one store; and the update rate."""
+    cfg = base_config(a, algo="a3c", workers=workers, envs_per_worker=e,
+                      total_steps=n * workers * e * a.t_max)
     worker = AsyncWorker.from_config(cfg)
     worker.compile()
     store = worker.make_store(0)
-    local = store.new_local_state()
-    actor, key = worker.init_actor(0, 0)
-    step = worker._compiled        # what the worker loop calls
-    layout = worker.layout
-    P = worker.num_params
-    t = {"read": 0.0, "step": 0.0, "to_host": 0.0, "apply": 0.0}
-    for _ in range(n):
-        t0 = time.perf_counter()
-        snap = store.read()
-        t1 = time.perf_counter()
-        out, actor, key = step(snap.params, None, actor, key)
-        t2 = time.perf_counter()
-        res = layout.unpack(np.asarray(out))
-        t3 = time.perf_counter()
-        store.apply(res.grad, snap, local)
-        t4 = time.perf_counter()
-        t["read"] += t1 - t0
-        t["step"] += t2 - t1
-        t["to_host"] += t3 - t2
-        t["apply"] += t4 - t3
-    return {k: 1e6 * v / n for k, v in t.items()} | {"params": P}
+    prof = [np.zeros(len(PHASES) + 1) for _ in range(workers)]
+    recs: list[list] = [[] for _ in range(workers)]
+    t0 = time.perf_counter()
+    clock = lambda: time.perf_counter() - t0  # noqa: E731
+    stop = threading.Event()
+    threads = [threading.Thread(target=worker.loop(w, 0, store, clock, recs[w], prof[w]),
+                                args=(stop,)) for w in range(workers)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    wall = time.perf_counter() - t0
+    total = sum(prof)
+    per = {k: 1e6 * total[i] / total[-1] for i, k in enumerate(PHASES)}
+    return per | {"params": worker.num_params, "updates_per_s": total[-1] / wall}
 
 
 def main(a: Args) -> None:
@@ -129,22 +126,28 @@ def main(a: Args) -> None:
           f"{jax.devices()[0].platform}; os.cpu_count() = {os.cpu_count()}; "
           f"t_max = {a.t_max}; store = {a.store_mode}; medians of {a.repeats}")
     for e in a.envs_per_worker:
-        b = breakdown(a, e)
-        total = sum(v for k, v in b.items() if k != "params")
-        print(f"\nE = {e}: one update = {total:.0f} us  (" + ", ".join(
-            f"{k} {v:.0f}" for k, v in b.items() if k != "params") +
-            f" us; {b['params']} params; jitted step includes unroll + loss + grad)")
+        one, two = breakdown(a, e, 1), breakdown(a, e, 2)
+        print(f"\nE = {e}: one update, by phase (us; {one['params']} params; the step is "
+              "unroll + loss + grad, dispatch and compute):")
+        print("| threads | " + " | ".join(PHASES) + " | total | updates/s |")
+        print("|---|" + "---|" * (len(PHASES) + 2))
+        for w, b in ((1, one), (2, two)):
+            tot = sum(b[k] for k in PHASES)
+            print(f"| {w} | " + " | ".join(f"{b[k]:.0f}" for k in PHASES) +
+                  f" | {tot:.0f} | {b['updates_per_s']:,.0f} |")
+        print("(a phase that holds the GIL, or needs a core, grows with 2 threads on 2 cores; "
+              "one that releases it keeps its 1-thread time)")
         print("| W | E | A3C env steps/s | A3C updates/s | A2C (W*E envs) env steps/s | "
               "A3C / A2C | A3C(W) / A3C(1) | staleness min/mean/max | lost |")
         print("|---|---|---|---|---|---|---|---|---|")
-        one = None
-        guess = 1e6 / total * a.t_max * e
+        base = None
+        guess = one["updates_per_s"] * a.t_max * e
         for w in a.workers:
             r = measure_a3c(a, w, e, guess * min(w, 2))
             sync = measure_a2c(a, w * e)
-            one = one or r["sps"]
+            base = base or r["sps"]
             print(f"| {w} | {e} | {r['sps']:,.0f} | {r['ups']:,.0f} | {sync:,.0f} | "
-                  f"{r['sps'] / sync:.2f} | {r['sps'] / one:.2f} | "
+                  f"{r['sps'] / sync:.2f} | {r['sps'] / base:.2f} | "
                   f"{r['stale_min']}/{r['stale_mean']:.2f}/{r['stale_max']} | "
                   f"{r['lost']:.2%} |", flush=True)
 

@@ -81,6 +81,36 @@ def test_overwrite_mode_loses_whole_updates_and_the_probe_sees_it():
     assert applied < workers * updates
 
 
+def test_overwrite_probe_counts_exactly_the_updates_missing_from_the_parameters():
+    """Interleavings played out by hand (what a paused thread would do): the probe's count
+    of lost updates equals the number of updates whose effect is missing from theta."""
+    store = SharedStore(np.zeros(3, np.float32), SGD1, mode="overwrite")
+    a, b = store.new_local_state(), store.new_local_state()
+    ga, gb = np.full(3, 1.0, np.float32), np.full(3, 10.0, np.float32)
+    sa = store.read()                       # A reads version 0
+    store.apply(gb, store.read(), b)        # B reads and writes: theta = -10
+    store.apply(ga, sa, a)                  # A writes from its old snapshot: B's step is gone
+    np.testing.assert_array_equal(store.params, [-1.0] * 3)
+    lost = store.lost_updates()
+    assert lost["updates"] == 2 and lost["lost_min"] == lost["lost_max"] == 1
+    store.apply(gb, store.read(), b)        # read after the last write: nothing lost
+    np.testing.assert_array_equal(store.params, [-11.0] * 3)
+    assert store.lost_updates()["lost_max"] == 1 and store.version == 3
+
+
+def test_probe_is_advanced_in_the_same_pass_as_the_parameters():
+    """hogwild and locked: one write advances every probe element by exactly one, also where
+    the probe is longer than the parameters and across a protected slice."""
+    for mode in ("hogwild", "locked"):
+        store = SharedStore(np.zeros(10, np.float32), SGD1, mode=mode)
+        store.protect(2, 5)
+        store.apply(np.ones(10, np.float32), store.read(), store.new_local_state())
+        np.testing.assert_array_equal(store.probe, np.ones_like(store.probe))
+        np.testing.assert_array_equal(store.params[2:5], 0.0)
+        np.testing.assert_array_equal(store.params[5:], -1.0)
+        assert store.lost_updates()["lost_max"] == 0
+
+
 def test_staleness_counts_versions_written_between_read_and_write():
     store = SharedStore(np.zeros(4, np.float32), SGD1, mode="hogwild")
     a, b, c = (store.new_local_state() for _ in range(3))
