@@ -4,7 +4,7 @@ Layers, each importing only the ones above it in this list:
 
 * core — ``config`` and ``defaults``, ``envs``, ``distributions``, ``networks``,
   ``normalization``, ``returns``, ``losses`` and ``value_losses``, ``exploration``,
-  ``rollout``, ``optim``;
+  ``rollout``, ``optim``, ``inplace``;
 * algorithms — ``algorithm``: one interface for A3C / A2C and the value-based methods;
 * drivers — ``sync`` (one jitted program, vmappable over seeds and learning rates);
   ``shared`` (the store), ``worker`` (the one asynchronous loop), ``threads`` / ``procs`` /
