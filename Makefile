@@ -21,7 +21,7 @@ $(DEVSTAMP): $(STAMP)
 
 ## demo: the main job on CartPole-v1; writes curves, a figure and a summary under runs/
 demo: $(STAMP)
-	$(BIN)/python experiments/compare.py --out runs/demo
+	$(BIN)/python experiments/compare.py --out runs/demo --overwrite
 
 ## test: the whole test suite, on 2 processes (files with shared fixtures stay together)
 PYTEST := $(BIN)/python -m pytest -q -n 2 --dist loadgroup

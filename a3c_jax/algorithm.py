@@ -13,7 +13,9 @@ same pieces:
 * ``segment_grad(params, target_params, actor, key)``: unroll, then differentiate the loss;
   returns the gradient, the new actor state, the trajectory and the update's ``Metrics``;
 * ``post_update(params, traj)``: what follows the gradient step outside the optimiser (the
-  running observation statistics).
+  running observation statistics); ``steps_taken(traj)``: a batch's env steps (fewer than
+  t_max * num_envs with until-terminal segments). With ``reward_norm`` the loss sees rewards
+  scaled by the actor's running return scale (``a3c_jax.reward_norm``).
 
 ``flat_step`` wraps ``segment_grad`` for the asynchronous workers: flat parameter vectors in,
 one packed vector out, which ``StepLayout.unpack`` turns into a named ``StepOut``.
@@ -26,7 +28,7 @@ signature of ``losses.actor_critic_segment_loss`` (actor-critic) or
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable, NamedTuple
+from typing import Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -34,7 +36,8 @@ import numpy as np
 from flax import linen as nn
 from jax.flatten_util import ravel_pytree
 
-from a3c_jax import exploration, losses, networks, normalization, optim, rollout, value_losses
+from a3c_jax import (combine, exploration, losses, networks, normalization, optim,
+                     reward_norm, rollout, value_losses)
 from a3c_jax.config import VALUE_ALGOS, Config
 from a3c_jax.defaults import require_resolved
 from a3c_jax.envs import Env
@@ -70,6 +73,9 @@ class Algorithm:
     loss_cfg: losses.LossConfig
     t_max: int
     eps_anneal_steps: int
+    until_terminal: bool = False
+    reward_norm: bool = False
+    num_actors: int = 1   # environments of the run (N, or W * E): epsilon's clock is global
 
     @property
     def is_value(self) -> bool:
@@ -107,6 +113,8 @@ class Algorithm:
                 raise ValueError("a value-based actor needs its final epsilons")
             state = state._replace(eps_final=jnp.asarray(eps_final, jnp.float32),
                                    steps=jnp.zeros((), jnp.int32))
+        if self.reward_norm:
+            state = state._replace(ret_norm=reward_norm.init(self.env.num_envs))
         return state
 
     def actor_epsilons(self, config: Config, root_key, num_actors: int) -> jax.Array:
@@ -119,15 +127,32 @@ class Algorithm:
                                          (num_actors,))
 
     # --- acting, loss, gradient ------------------------------------------------------------
+    def epsilon(self, actor: rollout.ActorState) -> jax.Array:
+        """Each env's epsilon, annealed over the run's env steps: own steps x num_actors."""
+        return exploration.epsilon_at(actor.steps * self.num_actors, actor.eps_final,
+                                      self.eps_anneal_steps)
+
     def policy(self, actor: rollout.ActorState) -> rollout.Policy:
         """The behaviour policy for ``actor``'s next segment."""
         if self.is_value:
-            eps = exploration.epsilon_at(actor.steps, actor.eps_final, self.eps_anneal_steps)
-            return exploration.epsilon_greedy(self.apply_fn, eps)
+            return exploration.epsilon_greedy(self.apply_fn, self.epsilon(actor))
         return rollout.sampling_policy(self.apply_fn, self.recurrent)
 
     def unroll(self, params, actor: rollout.ActorState, key):
-        return rollout.unroll(self.env, self.policy(actor), params, actor, key, self.t_max)
+        return rollout.unroll(self.env, self.policy(actor), params, actor, key, self.t_max,
+                              self.until_terminal)
+
+    def normalize_rewards(self, actor: rollout.ActorState, traj):
+        """(actor, traj) with the segment's rewards divided by the actor's running return
+        scale (``a3c_jax.reward_norm``); unchanged without ``reward_norm``."""
+        if not self.reward_norm:
+            return actor, traj
+        ret_norm, traj = reward_norm.normalize_traj(actor.ret_norm, traj, self.loss_cfg.gamma)
+        return actor._replace(ret_norm=ret_norm), traj
+
+    def steps_taken(self, traj) -> jax.Array:
+        """Env steps in a segment batch: t_max * num_envs, or the steps in its segments."""
+        return combine.steps_taken(traj.mask, traj.reward.shape)
 
     def loss(self, params, target_params, traj):
         if self.is_value:
@@ -135,8 +160,10 @@ class Algorithm:
         return self.loss_fn(params, self.apply_fn, traj, self.loss_cfg)
 
     def segment_grad(self, params, target_params, actor: rollout.ActorState, key):
-        """(grads, actor, traj, Metrics) of one segment acted with ``params``."""
+        """(grads, actor, traj, Metrics) of one segment acted with ``params`` (``traj``
+        holds the rewards the loss saw: normalised with ``reward_norm``)."""
         actor, traj = self.unroll(params, actor, key)
+        actor, traj = self.normalize_rewards(actor, traj)
         (_, m), grads = jax.value_and_grad(self.loss, has_aux=True)(params, target_params,
                                                                      traj)
         return grads, actor, traj, self.metrics(traj, m)
@@ -151,7 +178,7 @@ class Algorithm:
 
     def post_update(self, params, traj):
         """Parameters after the optimiser step: observation statistics merged (if any)."""
-        return normalization.update_params(params, traj.obs)
+        return normalization.update_params(params, traj.obs, traj.mask)
 
 
 def make_algorithm(config: Config, num_envs: int, loss_fn: Callable | None = None
@@ -168,7 +195,11 @@ def make_algorithm(config: Config, num_envs: int, loss_fn: Callable | None = Non
                    if networks.is_recurrent(network) else losses.actor_critic_segment_loss)
     return Algorithm(name=config.algo, env=env, network=network, loss_fn=loss_fn or default,
                      loss_cfg=losses.loss_config(config), t_max=config.t_max,
-                     eps_anneal_steps=config.eps_anneal_steps)
+                     eps_anneal_steps=config.eps_anneal_steps,
+                     until_terminal=config.segments == "until-terminal",
+                     reward_norm=bool(config.reward_norm),
+                     num_actors=(config.num_envs if config.is_sync
+                                 else config.workers * config.envs_per_worker))
 
 
 # --- the flat step of an asynchronous worker -----------------------------------------------
@@ -180,6 +211,7 @@ class StepOut(NamedTuple):
     grad: np.ndarray
     stats: np.ndarray
     metrics: Metrics
+    steps: int = 0            # env steps the segments took (``Algorithm.steps_taken``)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -198,9 +230,14 @@ class StepLayout:
         start = self.num_params + self.num_stats
         return out[start:start + len(Metrics._fields)].tolist()
 
+    def steps(self, out: np.ndarray) -> int:
+        """The env steps the segments of a packed output took (last entry)."""
+        return int(out[self.num_params + self.num_stats + len(Metrics._fields)])
+
     def unpack(self, out: np.ndarray) -> StepOut:
         p, k = self.num_params, self.num_stats
-        return StepOut(out[:p], out[p:p + k], Metrics(*out[p + k:p + k + len(Metrics._fields)]))
+        return StepOut(out[:p], out[p:p + k], Metrics(*out[p + k:p + k + len(Metrics._fields)]),
+                       self.steps(out))
 
 
 def stats_slice(params) -> tuple[int, int] | None:
@@ -226,7 +263,8 @@ def flat_step(algo: Algorithm, spec: optim.OptSpec, unravel: Callable,
     copies one buffer each way (per-call cost grows with the number of leaves). The gradient
     is clipped here (``optim.clip``). With observation statistics, the statistics of the
     segment's observations alone follow the gradient, for the worker to merge into the
-    store's current statistics (the gradient is zero there).
+    store's current statistics (the gradient is zero there). The metrics follow, then the
+    env steps the segments took (``StepLayout.steps``).
     """
 
     def step(flat_params, flat_target, actor, key):
@@ -238,8 +276,9 @@ def flat_step(algo: Algorithm, spec: optim.OptSpec, unravel: Callable,
         parts = [flat_grad]
         if layout.stats is not None:
             own = normalization.get_stats(params)
-            parts.append(ravel_pytree(normalization.batch_stats(own, traj.obs))[0])
-        parts.append(jnp.stack([jnp.asarray(x, jnp.float32) for x in metrics]))
+            parts.append(ravel_pytree(normalization.batch_stats(own, traj.obs, traj.mask))[0])
+        parts.append(jnp.stack([jnp.asarray(x, jnp.float32) for x in metrics]
+                               + [algo.steps_taken(traj).astype(jnp.float32)]))
         return jnp.concatenate(parts), actor, key
 
     return step

@@ -35,17 +35,28 @@ def keyed(df: pd.DataFrame) -> pd.DataFrame:
     return df.assign(run_dir=df["run"] if "run" in df.columns else "run")
 
 
+def is_sync(config: dict) -> bool:
+    """Whether a run's config trained on the synchronous driver (a2c, or backend sync)."""
+    return config["algo"] == "a2c" or config.get("backend") == "sync"
+
+
+def run_label(config: dict) -> str:
+    """The method a run trained, as its rows name it: a2c, a3c, nq, nq_sync..."""
+    if not is_sync(config):
+        return config["algo"]
+    return "a2c" if config["algo"] in ("a2c", "a3c") else f"{config['algo']}_sync"
+
+
 def method_label(config: dict) -> str:
-    """A readable name for what a run trained: 'a3c W=2 E=1' or 'a2c N=2'."""
-    algo = config["algo"]
-    if algo == "a2c":
-        return f"a2c N={config['num_envs']}"
-    return f"{algo} W={config['workers']} E={config['envs_per_worker']}"
+    """A readable name for what a run trained: 'a3c W=2 E=1', 'a2c N=2' or 'nq_sync N=2'."""
+    if is_sync(config):
+        return f"{run_label(config)} N={config['num_envs']}"
+    return f"{config['algo']} W={config['workers']} E={config['envs_per_worker']}"
 
 
 def total_envs(config: dict) -> int:
-    """Environments stepped in parallel: N for a2c, W * E for the asynchronous methods."""
-    if config["algo"] == "a2c":
+    """Environments stepped in parallel: N on the sync driver, W * E for asynchronous runs."""
+    if is_sync(config):
         return int(config["num_envs"])
     return int(config["workers"]) * int(config["envs_per_worker"])
 
@@ -68,7 +79,7 @@ def load_runs(dirs: Sequence[str | os.PathLike], labels: Sequence[str] | None = 
             if col not in metrics.columns:
                 metrics[col] = np.nan
         metrics = metrics[list(runlog.METRIC_COLUMNS)].copy()
-        metrics["algo"] = config["algo"]
+        metrics["algo"] = run_label(config)
         metrics["run"] = d.name
         metrics["run_dir"] = str(d)
         metrics["method"] = labels[i] if labels is not None else method_label(config)

@@ -14,9 +14,12 @@ Continuous actions: ``discrete`` is False, ``action_shape`` / ``action_low`` / `
 describe the box, and :meth:`Env.step` clips the action to it before stepping (the agent keeps
 the unclipped sample for its log-probability).
 
-Observation wrappers (partially observed benchmarks) are registered under their own names in
-``WRAPPED_ENVS``: ``CartPole-masked-v1`` is CartPole-v1 with the two velocities removed from
-the observation (cart position and pole angle remain), so a policy needs memory to act well.
+Wrapped environments are registered under their own names in ``WRAPPED_ENVS``:
+``CartPole-masked-v1`` is CartPole-v1 with the two velocities removed from the observation
+(cart position and pole angle remain), so a policy needs memory to act well;
+``CartPole-x100-v1`` and ``CartPole-x0.01-v1`` are CartPole-v1 with every reward multiplied
+by 100 or 0.01 (the same task in other units: for defaults that must not depend on the scale
+of the reward).
 """
 
 from __future__ import annotations
@@ -36,14 +39,17 @@ class Wrapped(NamedTuple):
     """A gymnax environment seen through an observation transform."""
 
     base: str                       # gymnax id
-    keep: tuple[int, ...]           # indices of the observation vector that remain
+    keep: tuple[int, ...] | None    # indices of the observation vector that remain (None: all)
     doc: str
+    reward_scale: float = 1.0       # every reward is multiplied by this
 
 
 WRAPPED_ENVS: dict[str, Wrapped] = {
     "CartPole-masked-v1": Wrapped(
         "CartPole-v1", (0, 2),
         "CartPole-v1 observing only cart position and pole angle (velocities masked)"),
+    "CartPole-x100-v1": Wrapped("CartPole-v1", None, "CartPole-v1, rewards x 100", 100.0),
+    "CartPole-x0.01-v1": Wrapped("CartPole-v1", None, "CartPole-v1, rewards x 0.01", 0.01),
 }
 
 
@@ -103,6 +109,7 @@ class Env:
         self.num_envs = num_envs
         wrapped = WRAPPED_ENVS.get(name)
         self._keep = None if wrapped is None else wrapped.keep
+        self._reward_scale = 1.0 if wrapped is None else wrapped.reward_scale
         self._env, self.params = gymnax.make(wrapped.base if wrapped else name,
                                              **(env_kwargs or {}))
         space = self._env.action_space(self.params)
@@ -149,6 +156,8 @@ class Env:
         obs, inner, reward, terminated, truncated, info = jax.vmap(
             self._env.step, in_axes=(0, 0, 0, None))(keys, state.inner, action, self.params)
         reward = reward.astype(jnp.float32)
+        if self._reward_scale != 1.0:
+            reward = reward * self._reward_scale
         terminated = terminated.astype(bool)
         truncated = jnp.logical_and(truncated.astype(bool), jnp.logical_not(terminated))
         done = jnp.logical_or(terminated, truncated)

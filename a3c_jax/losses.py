@@ -3,9 +3,11 @@
 Array-level functions work on one unbatched segment ([T] time-major) and take the reduction
 over time explicitly: ``"sum"`` accumulates gradients over the segment as the paper does,
 ``"mean"`` divides by its length T. Network-level losses (``actor_critic_segment_loss``) apply
-a network to a [T, B] trajectory, vmap the array-level loss over the B environments and average
-over them. Drivers (sync and async alike) take any function with the signature of
-``actor_critic_segment_loss`` so variants can be prototyped without touching the package.
+a network to a [T, B] trajectory and combine the per-step terms of the B segments as
+``cfg.combine`` says (``a3c_jax.combine``: sum, step-mean or env-mean; steps outside
+until-terminal segments, ``traj.mask``, are skipped). Drivers (sync and async alike) take any
+function with the signature of ``actor_critic_segment_loss`` so variants can be prototyped
+without touching the package.
 
 The actor-critic loss reads the policy through the distribution interface of
 ``a3c_jax.distributions`` (log_prob, entropy): categorical logits and the paper's diagonal
@@ -20,6 +22,7 @@ import chex
 import jax
 import jax.numpy as jnp
 
+from a3c_jax import combine as combine_lib
 from a3c_jax import distributions
 from a3c_jax import returns as returns_lib
 from a3c_jax.networks import reset_carry
@@ -120,7 +123,7 @@ class LossConfig(NamedTuple):
     gae_lambda: float
     value_coef: float
     entropy_coef: float
-    reduction: str
+    combine: str = "sum"
     reward_scale: float = 1.0
     adv_norm: bool = False
 
@@ -133,16 +136,19 @@ def loss_config(config) -> LossConfig:
         raise ValueError("loss_config needs a resolved config (a3c_jax.defaults.resolve)")
     return LossConfig(gamma=config.gamma, gae_lambda=config.gae_lambda,
                       value_coef=config.value_coef, entropy_coef=config.entropy_coef,
-                      reduction=config.reduction, reward_scale=config.reward_scale,
-                      adv_norm=config.adv_norm)
+                      combine=combine_lib.check(config.combine),
+                      reward_scale=config.reward_scale, adv_norm=config.adv_norm)
 
 
 SegmentLoss = Callable[..., tuple[jax.Array, dict]]
 
 
-def normalize_advantages(adv: jax.Array, eps: float = 1e-8) -> jax.Array:
-    """Standardise advantages over all their entries (a segment's [T, B] batch)."""
-    return (adv - jnp.mean(adv)) / (jnp.std(adv) + eps)
+def normalize_advantages(adv: jax.Array, eps: float = 1e-8, mask: jax.Array | None = None
+                         ) -> jax.Array:
+    """Standardise advantages over all their entries (a segment's [T, B] batch; only the
+    entries ``mask`` marks, if given)."""
+    mu, sd = combine_lib.masked_mean(adv, mask), combine_lib.masked_std(adv, mask)
+    return (adv - mu) / (sd + eps)
 
 
 def segment_loss_from_outputs(policy_out, values: jax.Array, v_next: jax.Array, traj,
@@ -152,28 +158,34 @@ def segment_loss_from_outputs(policy_out, values: jax.Array, v_next: jax.Array, 
     ``policy_out`` is logits [T, B, A] or a distribution with batch shape [T, B]; ``values``
     [T, B] = V(s_t); ``v_next`` [T, B] = V of each true next state (no gradient). Rewards are
     multiplied by ``cfg.reward_scale``; with ``cfg.adv_norm`` the advantages are standardised
-    over the whole [T, B] batch. The per-env losses are averaged over B.
+    over the whole [T, B] batch. Each term (policy, value, entropy) is combined over the
+    batch as ``cfg.combine`` says; the loss is policy + value_coef value - entropy_coef
+    entropy, the same per-step loss as ``actor_critic_loss_logp``.
     """
     dist = distributions.as_distribution(policy_out)
     v_next = jax.lax.stop_gradient(v_next)
     reward = traj.reward * getattr(cfg, "reward_scale", 1.0)
     g = jax.vmap(returns_lib.nstep_returns, in_axes=(1, 1, 1, 1, None, None), out_axes=1)(
         reward, traj.terminated, traj.truncated, v_next, cfg.gamma, cfg.gae_lambda)
+    g = jax.lax.stop_gradient(g)
     adv = jax.lax.stop_gradient(g - values)
+    mask = getattr(traj, "mask", None)
     if getattr(cfg, "adv_norm", False):
-        adv = normalize_advantages(adv)
-    per_env = jax.vmap(
-        lambda d, v, a, gt, ad: actor_critic_loss_dist(
-            d, v, a, gt, value_coef=cfg.value_coef, entropy_coef=cfg.entropy_coef,
-            reduction=cfg.reduction, adv_t=ad),
-        in_axes=(1, 1, 1, 1, 1))
-    loss_b, metrics_b = per_env(dist, values, traj.action, g, adv)
-    return jnp.mean(loss_b), jax.tree.map(jnp.mean, metrics_b)
+        adv = normalize_advantages(adv, mask=mask)
+    how = getattr(cfg, "combine", "sum")
+    policy_loss = combine_lib.combine(-dist.log_prob(traj.action) * adv, mask, how)
+    value_loss = combine_lib.combine(jnp.square(g - values), mask, how)
+    entropy = combine_lib.combine(dist.entropy(), mask, how)
+    loss = policy_loss + cfg.value_coef * value_loss - cfg.entropy_coef * entropy
+    metrics = {"total": loss, "policy_loss": policy_loss, "value_loss": value_loss,
+               "entropy": entropy}
+    return loss, metrics
 
 
 def actor_critic_segment_loss(params, apply_fn: Callable, traj, cfg: LossConfig
                               ) -> tuple[jax.Array, dict]:
-    """Actor-critic loss of a [T, B] trajectory (``rollout.Trajectory``), averaged over B.
+    """Actor-critic loss of a [T, B] trajectory (``rollout.Trajectory``), combined over its
+    steps as ``cfg.combine`` says.
 
     ``apply_fn(params, obs) -> (policy, value)`` with the policy as logits or a distribution
     (``a3c_jax.distributions``). Bootstrap values V(final_obs) come from the same parameters
@@ -206,7 +218,8 @@ def recurrent_forward(params, apply_fn: Callable, carry0, obs: jax.Array,
 
 def recurrent_actor_critic_segment_loss(params, apply_fn: Callable, traj, cfg: LossConfig
                                         ) -> tuple[jax.Array, dict]:
-    """Actor-critic loss of a [T, B] ``rollout.Trajectory`` with its ``carry``, averaged over B.
+    """Actor-critic loss of a [T, B] ``rollout.Trajectory`` with its ``carry`` (combined as
+    ``cfg.combine`` says).
 
     The LSTM is re-run over the segment from the carry stored at its start, under
     ``stop_gradient``: backpropagation through time is truncated at segment boundaries

@@ -1,5 +1,10 @@
 """Networks: actor-critics with a shared torso and separate heads, and a Q-network.
 
+With ``shared_torso=False`` an actor-critic has two torsos of the same shape, one under the
+policy head and one under the value head (separate policy and value networks: the paper's
+choice for continuous control, Stable-Baselines3's default), so the value loss no longer
+reaches the policy's features.
+
 Actor-critics return ``(policy, value)``. The policy output is categorical logits [..., A]
 (``ActorCritic``, discrete actions) or a ``distributions.DiagGaussian`` with a linear mean and
 a softplus variance (``GaussianActorCritic``, continuous actions: the paper's form);
@@ -144,40 +149,48 @@ def _policy_head(discrete: bool, action_dim: int, z: jax.Array):
     return distributions.gaussian_from_outputs(mean, var_pre)
 
 
+def _torsos(module: nn.Module, obs: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """(policy features, value features): one torso's output twice, or two torsos'."""
+    if module.obs_norm:
+        obs = normalize_obs(module, obs, _obs_ndim(module.torso))
+    z = make_torso(module.torso, module.hidden)(obs)
+    if module.shared_torso:
+        return z, z
+    return z, make_torso(module.torso, module.hidden)(obs)
+
+
 class ActorCritic(nn.Module):
-    """Returns (policy logits [..., A], value [...]) from one shared torso."""
+    """Returns (policy logits [..., A], value [...]) from one shared torso (or two)."""
 
     num_actions: int
     torso: str = "mlp"
     hidden: Sequence[int] = (64, 64)
     obs_norm: bool = False
+    shared_torso: bool = True
 
     @nn.compact
     def __call__(self, obs: jax.Array) -> tuple[jax.Array, jax.Array]:
-        if self.obs_norm:
-            obs = normalize_obs(self, obs, _obs_ndim(self.torso))
-        z = make_torso(self.torso, self.hidden)(obs)
-        logits = _dense(self.num_actions, scale=0.01)(z)
-        value = _dense(1, scale=1.0)(z)[..., 0]
+        z_pi, z_v = _torsos(self, obs)
+        logits = _dense(self.num_actions, scale=0.01)(z_pi)
+        value = _dense(1, scale=1.0)(z_v)[..., 0]
         return logits, value
 
 
 class GaussianActorCritic(nn.Module):
     """Returns (``DiagGaussian`` over [..., D] actions, value [...]): linear mean, softplus
-    variance (the paper's continuous-control head), one shared torso."""
+    variance (the paper's continuous-control head), one shared torso (or two)."""
 
     action_dim: int
     torso: str = "mlp"
     hidden: Sequence[int] = (64, 64)
     obs_norm: bool = False
+    shared_torso: bool = True
 
     @nn.compact
     def __call__(self, obs: jax.Array) -> tuple[distributions.DiagGaussian, jax.Array]:
-        if self.obs_norm:
-            obs = normalize_obs(self, obs, _obs_ndim(self.torso))
-        z = make_torso(self.torso, self.hidden)(obs)
-        dist = _policy_head(False, self.action_dim, z)
-        value = _dense(1, scale=1.0)(z)[..., 0]
+        z_pi, z_v = _torsos(self, obs)
+        dist = _policy_head(False, self.action_dim, z_pi)
+        value = _dense(1, scale=1.0)(z_v)[..., 0]
         return dist, value
 
 
@@ -254,11 +267,12 @@ def make_actor_critic(config, env) -> nn.Module:
         return RecurrentActorCritic(action_dim=env.action_dim, discrete=env.discrete,
                                     torso=torso, hidden=hidden, lstm_size=config.lstm_size,
                                     obs_norm=config.obs_norm)
+    shared = config.shared_torso is not False
     if env.discrete:
         return ActorCritic(num_actions=env.num_actions, torso=torso, hidden=hidden,
-                           obs_norm=config.obs_norm)
+                           obs_norm=config.obs_norm, shared_torso=shared)
     return GaussianActorCritic(action_dim=env.action_dim, torso=torso, hidden=hidden,
-                               obs_norm=config.obs_norm)
+                               obs_norm=config.obs_norm, shared_torso=shared)
 
 
 def init_actor_critic(network: nn.Module, key: jax.Array, obs_shape: tuple[int, ...]):

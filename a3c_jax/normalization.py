@@ -32,18 +32,25 @@ def init_stats(shape: tuple[int, ...]) -> dict:
             "count": jnp.full((), INIT_COUNT, jnp.float32)}
 
 
-def batch_stats(stats: dict, batch: jax.Array) -> dict:
+def batch_stats(stats: dict, batch: jax.Array, mask: jax.Array | None = None) -> dict:
     """The statistics of ``batch`` [..., *obs_shape] alone (leading axes are samples), in the
-    layout of ``stats``."""
+    layout of ``stats``; with ``mask`` (the leading axes' shape, bool) only the samples it
+    marks count (steps outside until-terminal segments)."""
     event_ndim = stats["mean"].ndim
     x = batch.reshape((-1,) + batch.shape[batch.ndim - event_ndim:]).astype(jnp.float32)
-    return {"mean": jnp.mean(x, axis=0), "var": jnp.var(x, axis=0),
-            "count": jnp.asarray(x.shape[0], jnp.float32)}
+    if mask is None:
+        return {"mean": jnp.mean(x, axis=0), "var": jnp.var(x, axis=0),
+                "count": jnp.asarray(x.shape[0], jnp.float32)}
+    w = mask.reshape((-1,) + (1,) * event_ndim).astype(jnp.float32)
+    n = jnp.sum(w)
+    mean = jnp.sum(w * x, axis=0) / jnp.maximum(n, 1.0)
+    var = jnp.sum(w * jnp.square(x - mean), axis=0) / jnp.maximum(n, 1.0)
+    return {"mean": mean, "var": var, "count": n}
 
 
-def update_stats(stats: dict, batch: jax.Array) -> dict:
+def update_stats(stats: dict, batch: jax.Array, mask: jax.Array | None = None) -> dict:
     """Merge the samples of ``batch`` [..., *obs_shape] (leading axes are samples)."""
-    return merge_stats(stats, batch_stats(stats, batch))
+    return merge_stats(stats, batch_stats(stats, batch, mask))
 
 
 def merge_stats(a: dict, b: dict) -> dict:
@@ -84,9 +91,9 @@ def set_stats(params: dict, stats: dict) -> dict:
     return {**params, COLLECTION: stats}
 
 
-def update_params(params: Any, obs: jax.Array) -> Any:
-    """``params`` with their observation statistics updated from ``obs``; a no-op for
-    networks without the collection."""
+def update_params(params: Any, obs: jax.Array, mask: jax.Array | None = None) -> Any:
+    """``params`` with their observation statistics updated from ``obs`` (the samples
+    ``mask`` marks, if given); a no-op for networks without the collection."""
     if not has_stats(params):
         return params
-    return set_stats(params, update_stats(get_stats(params), obs))
+    return set_stats(params, update_stats(get_stats(params), obs, mask))

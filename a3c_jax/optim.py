@@ -3,7 +3,9 @@
 * RMSProp (paper): g <- alpha g + (1 - alpha) d^2;  theta <- theta - lr d / sqrt(g + eps),
   alpha = 0.99, eps inside the square root, no momentum, no centering. ``rmsprop`` shares g
   between asynchronous workers; ``rmsprop_local`` keeps one g per worker.
-* Momentum SGD: m <- mu m + d;  theta <- theta - lr m  (optax.sgd's form).
+* Momentum SGD: m <- mu m + d;  theta <- theta - lr m  (``sgd``: optax.sgd's form), or the
+  paper's (``sgd_paper``, supplementary optimisation section): m <- alpha m + (1 - alpha) d;
+  theta <- theta - lr m, alpha = ``momentum``: the same direction, m smaller by 1 - alpha.
 * Optional global-norm clipping of the gradient before either.
 * The learning rate falls linearly to 0 at ``anneal_steps`` env steps (``lr_anneal``).
 
@@ -26,7 +28,8 @@ import optax
 
 from a3c_jax import inplace
 
-OptName = Literal["rmsprop", "rmsprop_local", "sgd"]
+OptName = Literal["rmsprop", "rmsprop_local", "sgd", "sgd_paper"]
+NAMES = ("rmsprop", "rmsprop_local", "sgd", "sgd_paper")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -42,8 +45,8 @@ class OptSpec:
     anneal_steps: int = 0   # > 0: lr falls linearly to 0 at env step anneal_steps
 
     def __post_init__(self):
-        if self.name not in ("rmsprop", "rmsprop_local", "sgd"):
-            raise ValueError(f"optimizer: unknown {self.name!r} (rmsprop, rmsprop_local, sgd)")
+        if self.name not in NAMES:
+            raise ValueError(f"optimizer: unknown {self.name!r} ({', '.join(NAMES)})")
 
     @classmethod
     def from_config(cls, config) -> "OptSpec":
@@ -80,6 +83,15 @@ def clip_grads(grads, spec: OptSpec):
     return clip(spec).update(grads, optax.EmptyState())[0]
 
 
+def precondition(spec: OptSpec) -> optax.GradientTransformation:
+    """The step's direction before the learning rate: RMSProp's scaling or a momentum."""
+    if spec.name in ("rmsprop", "rmsprop_local"):
+        return optax.scale_by_rms(spec.decay, spec.eps, eps_in_sqrt=True)
+    if spec.name == "sgd_paper":
+        return optax.ema(spec.momentum, debias=False)
+    return optax.trace(decay=spec.momentum, nesterov=False)
+
+
 def make_optax(spec: OptSpec, steps_per_update: int) -> optax.GradientTransformation:
     """The spec as an optax chain for a driver that makes ``steps_per_update`` env steps per
     update (the schedule is read at ``count * steps_per_update``)."""
@@ -88,6 +100,8 @@ def make_optax(spec: OptSpec, steps_per_update: int) -> optax.GradientTransforma
         lr = spec.lr
     if spec.name in ("rmsprop", "rmsprop_local"):
         core = optax.rmsprop(lr, decay=spec.decay, eps=spec.eps, eps_in_sqrt=True)
+    elif spec.name == "sgd_paper":
+        core = optax.chain(precondition(spec), optax.scale_by_learning_rate(lr))
     else:
         core = optax.sgd(lr, momentum=spec.momentum)
     return optax.chain(clip(spec), core)
@@ -109,6 +123,8 @@ def apply_in_place(spec: OptSpec, theta: np.ndarray, d: np.ndarray, lr, buf: np.
         inplace.rmsprop(theta, buf, d, np.float32(lr), np.float32(spec.decay),
                         np.float32(spec.eps), skip[0], skip[1], probe, stride)
     else:
+        if spec.name == "sgd_paper":   # m <- alpha m + (1 - alpha) d: the kernel on (1 - alpha) d
+            d = d * np.float32(1.0 - spec.momentum)
         inplace.sgd(theta, buf, d, np.float32(lr), np.float32(spec.momentum), skip[0],
                     skip[1], probe, stride)
 

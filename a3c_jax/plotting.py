@@ -101,6 +101,43 @@ def plot_comparison(df: pd.DataFrame, path: str | os.PathLike, stat: str = "mean
     return _save(fig, path)
 
 
+def plot_panels_by_steps(df: pd.DataFrame, path: str | os.PathLike, panel: str,
+                         by: str = "method", stat: str = "mean",
+                         threshold: float | None = None, title: str | None = None,
+                         num: int = 200, n_boot: int = 2000, ci: float = 0.95,
+                         window_frac: float = 0.02) -> Path:
+    """Smoothed return against env steps, one panel per value of the column ``panel`` (e.g.
+    the segments), one line (``stat`` over seeds) and a bootstrapped band per ``by`` group,
+    the same colour for a group in every panel; the panels share the y axis."""
+    df = analysis.with_smoothed(df, window_frac)
+    panels = sorted(df[panel].unique())
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 4.2), sharey=True,
+                             squeeze=False)
+    colors = {m: f"C{i}" for i, m in enumerate(sorted(df[by].unique()))}
+    for ax, value in zip(axes[0], panels):
+        sub = df[df[panel] == value]
+        curves = analysis.interpolate(sub, x="env_steps", by=by, num=num)
+        agg = analysis.aggregate_curves(curves, x="env_steps", by=by, stat=stat,
+                                        n_boot=n_boot, ci=ci)
+        for label, g in agg.groupby(by, sort=True):
+            n = int(g["n"].iloc[0])
+            ax.plot(g["env_steps"], g["estimate"], color=colors[label],
+                    label=f"{label} ({analysis.seeds_label(n)})")
+            ax.fill_between(g["env_steps"], g["lo"], g["hi"], color=colors[label], alpha=0.2,
+                            lw=0)
+        if threshold is not None:
+            ax.axhline(threshold, color="0.5", ls="--", lw=0.8)
+        ax.set_title(f"{panel}: {value}")
+        ax.set_xlabel(_X_LABELS["env_steps"])
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize="small", loc="lower right")
+    axes[0][0].set_ylabel(f"episode return ({stat} over seeds, smoothed)")
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
 def _comparison_title(env: str, stat: str, ci: float, seeds: set[int]) -> str:
     if seeds == {1}:
         return f"{env}: smoothed return (1 seed, no confidence band)"

@@ -12,10 +12,19 @@ Lifecycle (``ProcessLaunch``, polled by ``a3c_jax.supervisor`` like every backen
 are started with the ``spawn`` method (JAX is not fork-safe), build the same ``AsyncWorker``
 from the resolved config, compile, report ready, and start together. They run the one worker
 loop and stream their update records to the parent through a queue. A worker that raises
-sends its traceback and the run stops with it; a worker that dies (e.g. SIGKILL) is noticed
-from its exit code and the run stops with a clear message. Ctrl-C stops every worker.
-Shared-memory segments are unlinked in every case (``close``), and their names start with
-``a3cjax_`` so leftovers are easy to spot.
+sends its traceback (after flushing the records it gathered) and the run stops with it; a
+worker that dies (e.g. SIGKILL) is noticed from its exit code and the run stops with a clear
+message. Workers ignore SIGINT and SIGTERM: the parent coordinates both (``a3c_jax.signals``),
+stopping every worker at its next update and gathering its last records (``close``: within
+``stop_timeout_s``; during warm-up, when there is nothing to gather, the workers are killed at
+once). Shared-memory segments are unlinked in every case (``close``), and their names start
+with ``a3cjax_`` so leftovers are easy to spot.
+
+When the parent dies without cleaning up (SIGKILL, out of memory), a reaper process
+(``shm.Reaper``, started with the workers) kills them and unlinks every segment at once, in
+any phase (warm-up, waiting to start, training); each worker's own watchdog thread
+(``shm.watch_parent``) does the same for itself within ``shm.WATCHDOG_S`` should the reaper
+be gone too.
 """
 
 from __future__ import annotations
@@ -23,99 +32,19 @@ from __future__ import annotations
 import multiprocessing as mp
 import os
 import queue as queue_lib
-import secrets
 import signal
 import time
 import traceback
-from multiprocessing import shared_memory
 from typing import Callable
 
-import numpy as np
-
-from a3c_jax.config import Config
 from a3c_jax.records import UpdateRecord
-from a3c_jax.shared import PROBE_SIZE, SharedStore, StoreMemory
+from a3c_jax.resume import build_worker, restore_store, store_state, worker_points
+from a3c_jax.shared import SharedStore
+from a3c_jax.shm import SHM_PREFIX, Reaper, SharedMemoryStore, attach, watch_parent  # noqa: F401
 from a3c_jax.worker import AsyncWorker, WorkerError
 
-SHM_PREFIX = "a3cjax_"
 _RECORD_BATCH = 256
 _FLUSH_S = 0.25
-
-
-def _layout(size: int, with_rms: bool, with_target: bool) -> dict[str, tuple[tuple, str]]:
-    lay = {"params": ((size,), "float32"), "probe": ((PROBE_SIZE,), "float64"),
-           "counters": ((3,), "int64")}
-    if with_rms:
-        lay["rms"] = ((size,), "float32")
-    if with_target:
-        lay["target"] = ((size,), "float32")
-    return lay
-
-
-class SharedMemoryStore:
-    """Owns the segments (parent side); ``spec`` lets a worker process attach to them."""
-
-    def __init__(self, params: np.ndarray, with_rms: bool, with_target: bool, ctx):
-        # a3cjax_<owner pid>_<token>_<buffer>: leftovers are traceable to their owner
-        self.tag = f"{SHM_PREFIX}{os.getpid()}_{secrets.token_hex(4)}"
-        self.layout = _layout(params.shape[0], with_rms, with_target)
-        self.segments: dict[str, shared_memory.SharedMemory] = {}
-        try:
-            for name, (shape, dtype) in self.layout.items():
-                nbytes = int(np.prod(shape)) * np.dtype(dtype).itemsize
-                self.segments[name] = shared_memory.SharedMemory(
-                    name=f"{self.tag}_{name}", create=True, size=nbytes)
-            self.counter_lock = ctx.Lock()
-            self.rw_lock = ctx.Lock()
-            self.memory = self._memory(self.segments, self.counter_lock, self.rw_lock,
-                                       self.layout)
-            self.memory.params[:] = params
-            self.memory.probe[:] = 0
-            self.memory.counters[:] = 0
-            if self.memory.rms is not None:
-                self.memory.rms[:] = 0
-            if self.memory.target is not None:
-                self.memory.target[:] = params
-        except BaseException:
-            self.unlink()
-            raise
-
-    @staticmethod
-    def _memory(segments, counter_lock, rw_lock, layout) -> StoreMemory:
-        arr = {name: np.ndarray(shape, dtype, buffer=segments[name].buf)
-               for name, (shape, dtype) in layout.items()}
-        return StoreMemory(params=arr["params"], rms=arr.get("rms"), target=arr.get("target"),
-                           probe=arr["probe"], counters=arr["counters"],
-                           counter_lock=counter_lock, rw_lock=rw_lock)
-
-    def spec(self) -> dict:
-        return {"tag": self.tag, "layout": self.layout, "counter_lock": self.counter_lock,
-                "rw_lock": self.rw_lock}
-
-    def unlink(self) -> None:
-        for seg in self.segments.values():
-            try:
-                seg.close()
-            except BufferError:
-                pass  # a NumPy view still exists in this process; unlink anyway
-            try:
-                seg.unlink()
-            except FileNotFoundError:
-                pass
-        self.segments = {}
-
-
-def attach(spec: dict) -> tuple[StoreMemory, list]:
-    """Worker side: map the parent's segments (the parent alone unlinks them)."""
-    segments = {}
-    for name in spec["layout"]:
-        # spawned workers share the parent's resource tracker, so this registration is the
-        # parent's own; the parent unlinks (and unregisters) every segment
-        seg = shared_memory.SharedMemory(name=f"{spec['tag']}_{name}")
-        segments[name] = seg
-    memory = SharedMemoryStore._memory(segments, spec["counter_lock"], spec["rw_lock"],
-                                       spec["layout"])
-    return memory, list(segments.values())
 
 
 class _QueueRecords(list):
@@ -138,12 +67,14 @@ class _QueueRecords(list):
 
 
 def _worker_main(worker: int, seed: int, config_dict: dict, loss_fn, spec: dict, q,
-                 stop, go, start_time) -> None:
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent coordinates Ctrl-C
+                 stop, go, start_time, parent_pid: int, points) -> None:
+    watch_parent(parent_pid, spec)
+    for s in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(s, signal.SIG_IGN)  # the parent coordinates Ctrl-C and SIGTERM
     segs: list = []
     records = None
     try:
-        runner = AsyncWorker(Config.from_dict(config_dict), loss_fn)  # resolved by the parent
+        runner = build_worker(config_dict, loss_fn, points)  # resolved by the parent
         runner.compile()
         memory, segs = attach(spec)
         store = SharedStore(memory.params, runner.spec, runner.config.store_mode,
@@ -165,6 +96,11 @@ def _worker_main(worker: int, seed: int, config_dict: dict, loss_fn, spec: dict,
                 seg.close()
             except BufferError:
                 pass
+    # Everything is sent once the queue's feeder thread has flushed; skip the slow teardown of
+    # the JAX runtime at interpreter exit (seconds), so a stopped run ends promptly.
+    q.close()
+    q.join_thread()
+    os._exit(0)
 
 
 class WorkerProcessError(WorkerError):
@@ -172,23 +108,34 @@ class WorkerProcessError(WorkerError):
 
 
 class ProcessLaunch:
-    """One seed's W worker processes (the backend interface: poll, T, stop, close);
-    ``on_start`` receives the processes once all have started training (tests use it)."""
+    """One seed's W worker processes (the backend interface: poll, T, stop, close,
+    store_state); ``on_start`` receives the processes once all have started training (tests
+    use it); ``restore`` is a ``resume.store_state`` to start the store from."""
 
     def __init__(self, worker: AsyncWorker, seed: int, per_worker: list[list], loss_fn=None,
                  on_start: Callable[[list], None] | None = None,
-                 ready_timeout_s: float = 300.0):
+                 ready_timeout_s: float = 300.0, restore: dict | None = None,
+                 stop_timeout_s: float = 3.0):
         c = worker.config
         self.W, self.per_worker, self.on_start = c.workers, per_worker, on_start
+        self.stop_timeout_s = stop_timeout_s
+        self.final_store: dict | None = None
         ctx = mp.get_context("spawn")
         self.shm = SharedMemoryStore(worker.init_flat_params(seed), worker.spec.uses_shared_stats,
                                      worker.with_target, ctx)
         self.store = SharedStore(self.shm.memory.params, worker.spec, c.store_mode,
                                  with_target=worker.with_target, memory=self.shm.memory)
+        if restore is not None:
+            try:
+                restore_store(self.store, restore)
+            except BaseException:
+                self.shm.unlink()
+                raise
         self.q = ctx.Queue()
         self._stop, self.go = ctx.Event(), ctx.Event()
         self.start_time = ctx.Value("d", 0.0)
         self.procs: list = []
+        self.reaper: Reaper | None = None
         self._final: tuple | None = None
         self.ready: set[int] = set()
         self.finished: set[int] = set()
@@ -200,10 +147,13 @@ class ProcessLaunch:
             _child_env()
             self.procs = [ctx.Process(target=_worker_main, name=f"a3c-proc-{w}", daemon=True,
                                       args=(w, seed, c.to_dict(), loss_fn, self.shm.spec(),
-                                            self.q, self._stop, self.go, self.start_time))
+                                            self.q, self._stop, self.go, self.start_time,
+                                            os.getpid(), worker_points(worker)))
                           for w in range(c.workers)]
             for p in self.procs:
                 p.start()
+            self.reaper = Reaper([p.pid for p in self.procs],
+                                 [seg.name for seg in self.shm.segments.values()])
         except BaseException:
             self.close()
             raise
@@ -261,34 +211,50 @@ class ProcessLaunch:
     def stop(self) -> None:
         self._stop.set()
 
+    def store_state(self) -> dict:
+        """A lock-free snapshot of the store (for a periodic checkpoint)."""
+        return store_state(self.store)
+
     def close(self) -> tuple:
         """Stop and reap every worker, gather the last records, release the segments;
-        (final flat params, lost-update accounting, T). Safe to call again."""
+        (final flat params, lost-update accounting, T). Safe to call again. Workers still
+        warming up are killed at once (they hold nothing); training workers get
+        ``stop_timeout_s`` to finish their update and flush, while the queue is drained."""
         if self._final is not None:
             return self._final
         self._stop.set()
         self.go.set()
         started = [p for p in self.procs if p.pid is not None]
-        for p in started:
-            p.join(timeout=10)
+        if not self.started:
+            for p in started:
+                p.kill()
+        deadline = time.monotonic() + self.stop_timeout_s
+        while time.monotonic() < deadline and any(
+                p.is_alive() and i not in self.finished for i, p in enumerate(started)):
+            self._drain(0.05)   # a worker cannot exit while its queue data is unread
         for p in started:
             if p.is_alive():
                 p.kill()
-                p.join(timeout=5)
-        self._drain()
+            p.join(timeout=5)
+        self._drain(0.2)
+        self.final_store = store_state(self.store)
         self._final = self.store.params.copy(), self.store.lost_updates(), self.store.T
         del self.store
         self.shm.unlink()
+        if self.reaper is not None:
+            self.reaper.close()
         return self._final
 
-    def _drain(self) -> None:
+    def _drain(self, timeout: float) -> None:
         while True:
             try:
-                kind, w, payload = self.q.get(timeout=0.2)
+                kind, w, payload = self.q.get(timeout=timeout)
             except (queue_lib.Empty, EOFError, OSError):
                 return
             if kind == "records":
                 self.per_worker[w].extend(UpdateRecord(*r) for r in payload)
+            elif kind in ("done", "error"):   # its last records came before this
+                self.finished.add(w)
 
 
 def _child_env() -> None:

@@ -26,6 +26,7 @@ import numpy as np
 from a3c_jax.config import Config
 from a3c_jax.optim import OptSpec
 from a3c_jax.records import UpdateRecord
+from a3c_jax.resume import build_worker, restore_store, store_state, worker_points
 from a3c_jax.shared import SharedStore
 from a3c_jax.worker import AsyncWorker, WorkerError
 
@@ -87,6 +88,12 @@ class ParameterServer:
     def final(self):
         return self.store.params.copy(), self.store.lost_updates(), self.store.T
 
+    def state(self) -> dict:
+        return store_state(self.store)
+
+    def restore(self, state: dict) -> None:
+        restore_store(self.store, state)
+
 
 class StoreClient:
     """What the worker loop sees as its store; each method is a call to the server."""
@@ -99,8 +106,8 @@ class StoreClient:
 
     def claim_steps(self, n: int, budget: int, target_interval: int = 0):
         args = (n, budget, target_interval)
-        if self._next is not None and self._claim_args == args:
-            got, self._next = self._next[0], None
+        if self._next is not None:   # claimed with the last write (its size may differ from
+            got, self._next = self._next[0], None   # n: the loop counts what it was given)
         else:
             got = _ray().get(self.server.claim_and_read.remote(*args))
         self._claim_args = args
@@ -146,9 +153,9 @@ class StoreClient:
 class Worker:
     """One actor-learner; ``run`` returns its number of update records."""
 
-    def __init__(self, worker: int, seed: int, config_dict: dict, loss_fn):
+    def __init__(self, worker: int, seed: int, config_dict: dict, loss_fn, points=None):
         self.worker, self.seed = worker, seed
-        self.runner = AsyncWorker(Config.from_dict(config_dict), loss_fn)  # resolved
+        self.runner = build_worker(config_dict, loss_fn, points)  # resolved
         self.runner.compile()
 
     def ready(self) -> bool:
@@ -190,19 +197,23 @@ def worker_cpus(resources: dict, workers: int) -> float:
 
 class RayLaunch:
     """One seed's W worker actors and the parameter server (the backend interface: poll, T,
-    stop, close)."""
+    stop, close, store_state); ``restore`` is a ``resume.store_state`` to start from."""
 
-    def __init__(self, worker: AsyncWorker, seed: int, per_worker: list[list], loss_fn=None):
+    def __init__(self, worker: AsyncWorker, seed: int, per_worker: list[list], loss_fn=None,
+                 restore: dict | None = None):
         c = worker.config
         self.ray = ray = ensure_ray(c.ray_address)
         self.per_worker, self.total = per_worker, c.total_steps
         self._final: tuple | None = None
+        self.final_store: dict | None = None
         server_cls = ray.remote(num_cpus=0, max_concurrency=c.workers + 2)(ParameterServer)
         worker_cls = ray.remote(num_cpus=worker_cpus(ray.cluster_resources(), c.workers),
                                 max_concurrency=2)(Worker)
         self.server = server_cls.remote(worker.init_flat_params(seed), c.to_dict(),
                                         worker.with_target)
-        self.actors = [worker_cls.remote(w, seed, c.to_dict(), loss_fn)
+        if restore is not None:
+            ray.get(self.server.restore.remote(restore))
+        self.actors = [worker_cls.remote(w, seed, c.to_dict(), loss_fn, worker_points(worker))
                        for w in range(c.workers)]
         self.pending: dict | None = None
         self._T = 0
@@ -240,14 +251,31 @@ class RayLaunch:
     def stop(self) -> None:
         self.ray.get(self.server.stop.remote())
 
-    def close(self) -> tuple:
-        """Stop the server, take its final state, kill every actor. Safe to call again."""
+    def store_state(self) -> dict:
+        """A snapshot of the server's store (for a periodic checkpoint)."""
+        return self.ray.get(self.server.state.remote())
+
+    def close(self, stop_timeout_s: float = 5.0) -> tuple:
+        """Stop the server, let the workers finish their update (up to ``stop_timeout_s``),
+        take the server's final state and the workers' last records, kill every actor. Safe
+        to call again."""
         if self._final is not None:
             return self._final
         ray = self.ray
         try:
             ray.get(self.server.stop.remote())
+            if self.pending:
+                ray.wait(list(self.pending), num_returns=len(self.pending),
+                         timeout=stop_timeout_s)
             self._final = tuple(ray.get(self.server.final.remote()))
+            self.final_store = ray.get(self.server.state.remote())
+            try:   # records of updates that reached the store after the last poll
+                got = ray.get([a.drain.remote(len(self.per_worker[w]))
+                               for w, a in enumerate(self.actors)], timeout=stop_timeout_s)
+                for w, rs in enumerate(got):
+                    self.per_worker[w].extend(UpdateRecord(*r) for r in rs)
+            except ray.exceptions.RayError:
+                pass   # a failed worker: its error is what the run reports
         finally:
             for a in self.actors:
                 ray.kill(a)

@@ -14,12 +14,11 @@ from __future__ import annotations
 
 import collections
 import heapq
-import math
 from typing import NamedTuple
 
 import numpy as np
 
-from a3c_jax import runlog
+from a3c_jax import binning, runlog
 from a3c_jax.config import Config
 
 
@@ -53,31 +52,17 @@ def row_label(config: Config) -> str:
     return config.algo
 
 
+def row_builder(config: Config, seed: int) -> binning.RowBuilder:
+    """The row rule of a run: every ``log_interval`` env steps or ``log_seconds`` seconds."""
+    return binning.RowBuilder(row_label(config), seed, log_interval(config),
+                              config.log_seconds)
+
+
 def rows_from_records(config: Config, seed: int, records: list[UpdateRecord]) -> list[dict]:
-    """Bin update records by global env steps into metrics.csv rows (same schema as sync)."""
-    if not records:
-        return []
-    records = sorted(records, key=lambda r: (r.env_steps, r.version_written))
-    interval = log_interval(config)
-    rows = []
-    bins: dict[int, list[UpdateRecord]] = {}
-    for r in records:
-        bins.setdefault(math.ceil(r.env_steps / interval), []).append(r)
-    for _, rs in sorted(bins.items()):
-        n = sum(r.episodes for r in rs)
-        rows.append({
-            "algo": row_label(config), "seed": seed,
-            "env_steps": max(r.env_steps for r in rs),
-            "wall_time_s": max(r.wall_time_s for r in rs),
-            "episode_return": sum(r.return_sum for r in rs) / n if n else float("nan"),
-            "episodes": int(n),
-            "policy_loss": float(np.mean([r.policy_loss for r in rs])),
-            "value_loss": float(np.mean([r.value_loss for r in rs])),
-            "entropy": float(np.mean([r.entropy for r in rs])),
-            "total_loss": float(np.mean([r.total_loss for r in rs])),
-            "staleness": float(np.mean([r.staleness for r in rs])),
-        })
-    return rows
+    """Bin update records into metrics.csv rows (same schema as sync): a row per
+    ``log_interval`` env steps, or sooner when ``log_seconds`` of training time have passed
+    (``binning.RowBuilder``)."""
+    return binning.bin_records(row_builder(config, seed), records)
 
 
 def row_from_chunk(config: Config, seed: int, metrics, i: int, wall: float) -> dict:

@@ -154,7 +154,7 @@ class SharedStore:
             return Snapshot(self.params.copy(), self.version, probe)
 
     def new_local_state(self) -> LocalOptState:
-        if self.opt.name in ("rmsprop_local", "sgd"):
+        if not self.opt.uses_shared_stats:   # rmsprop_local, sgd, sgd_paper
             return LocalOptState(np.zeros_like(self.params))
         return LocalOptState(None)
 

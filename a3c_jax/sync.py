@@ -9,7 +9,11 @@ jitted and ``vmap``-ped over seeds (``trainer.train_seeds``) and over the learni
 It serves A2C (the zero-staleness control of A3C) and the synchronous counterparts of the
 value-based methods (one update per t_max steps of all N environments, the gradient averaged
 over them; target parameters copied inside the scan every ``target_interval`` env steps;
-epsilon per environment as on the asynchronous workers). The pieces are the ``Algorithm``'s
+epsilon per environment as on the asynchronous workers). With the paper's until-terminal
+segments (``--segments until-terminal``) an environment whose segment ended waits for the
+others until the update; the run makes ``total_steps // (t_max N)`` updates and counts the env
+steps actually taken (``TrainState.env_steps``: the curves' x axis, the target-copy clock).
+The pieces are the ``Algorithm``'s
 (``a3c_jax.algorithm``), the same functions the asynchronous workers call; the optimiser is
 ``optim.make_optax`` of the run's ``OptSpec``.
 """
@@ -37,6 +41,8 @@ class TrainState:
     key: jax.Array
     update: jax.Array           # int32 number of updates done
     target_params: Any = None   # value-based methods: theta^-
+    env_steps: Any = None       # int32 env steps taken (fewer than updates * t_max * N with
+                                # until-terminal segments)
 
 
 class UpdateMetrics(NamedTuple):
@@ -88,7 +94,8 @@ class SyncTrainer:
         return TrainState(params=params, opt_state=self.optimizer.init(params),
                           actor=self.algo.init_actor(k_env, eps), key=k_run,
                           update=jnp.zeros((), jnp.int32),
-                          target_params=params if self.algo.with_target else None)
+                          target_params=params if self.algo.with_target else None,
+                          env_steps=jnp.zeros((), jnp.int32))
 
     def update(self, state: TrainState, optimizer=None) -> tuple[TrainState, UpdateMetrics]:
         optimizer = optimizer or self.optimizer
@@ -99,15 +106,16 @@ class SyncTrainer:
         params = optax.apply_updates(state.params, updates)
         params = self.algo.post_update(params, traj)
         n = state.update + 1
+        before = state.env_steps
+        after = before + self.algo.steps_taken(traj)
         target = state.target_params
         if target is not None:
             interval = self.config.target_interval
-            crossed = (n * self.steps_per_update) // interval != (
-                (n - 1) * self.steps_per_update) // interval
+            crossed = after // interval != before // interval
             target = jax.tree.map(lambda p, t: jnp.where(crossed, p, t), params, target)
         new_state = TrainState(params=params, opt_state=opt_state, actor=actor, key=key,
-                               update=n, target_params=target)
-        return new_state, update_metrics(m, n * self.steps_per_update)
+                               update=n, target_params=target, env_steps=after)
+        return new_state, update_metrics(m, after)
 
     def run_chunk(self, state: TrainState, num_updates: int, lr=None
                   ) -> tuple[TrainState, UpdateMetrics]:
@@ -176,7 +184,8 @@ class SyncTrainer:
             opt_state=jax.tree.map(lambda x: place(x, False), state.opt_state),
             actor=jax.tree.map(lambda x: place(x, True), state.actor),
             key=place(state.key, False), update=place(state.update, False),
-            target_params=jax.tree.map(lambda x: place(x, False), state.target_params))
+            target_params=jax.tree.map(lambda x: place(x, False), state.target_params),
+            env_steps=place(state.env_steps, False))
 
 
 def make_train(config: Config, loss_fn: Callable | None = None) -> SyncTrainer:

@@ -61,7 +61,8 @@ def summary_table(df: pd.DataFrame, threshold: float = 475.0, stat: str = "mean"
     many seeds reached ``threshold`` (smoothed), mean env steps and wall-clock seconds to reach
     it over the seeds that did, env steps per second, total seconds and mean staleness.
 
-    ``workers``/``envs_per_worker`` are blank for a2c (it has N = ``total_envs`` envs)."""
+    ``workers``/``envs_per_worker`` are blank for sync runs (a2c, nq_sync...: N =
+    ``total_envs`` envs)."""
     seeds = per_seed(df, threshold, by, final_frac, window_frac)
     rows = []
     for label, g in seeds.groupby(by, sort=True):
@@ -70,7 +71,7 @@ def summary_table(df: pd.DataFrame, threshold: float = 475.0, stat: str = "mean"
         finals = finals[np.isfinite(finals)]
         est, lo, hi = (bootstrap_ci(finals, stat, n_boot, ci) if finals.size
                        else (np.nan, np.nan, np.nan))
-        sync = meta["algo"] == "a2c"
+        sync = meta["algo"] == "a2c" or str(meta["algo"]).endswith("_sync")
         rows.append({
             "method": label, "algo": meta["algo"], "env": meta["env"],
             "workers": np.nan if sync else int(meta["workers"]),

@@ -19,17 +19,23 @@ import threading
 import time
 import traceback
 
+from a3c_jax.resume import restore_store, store_state
 from a3c_jax.shared import SharedStore
 from a3c_jax.worker import AsyncWorker, WorkerError
 
 
 class ThreadLaunch:
-    """One seed's W worker threads (the backend interface: poll, T, stop, close)."""
+    """One seed's W worker threads (the backend interface: poll, T, stop, close,
+    store_state); ``restore`` is a ``resume.store_state`` to start the store from."""
 
     def __init__(self, worker: AsyncWorker, seed: int, per_worker: list[list],
-                 store: SharedStore | None = None, join_timeout_s: float = 60.0):
+                 store: SharedStore | None = None, join_timeout_s: float = 60.0,
+                 restore: dict | None = None):
         worker.compile()
         self.store = store if store is not None else worker.make_store(seed)
+        if restore is not None:
+            restore_store(self.store, restore)
+        self.final_store: dict | None = None
         self.join_timeout_s = join_timeout_s
         self._stop = threading.Event()
         self._errors: list[tuple[int, BaseException, str]] = []
@@ -68,6 +74,10 @@ class ThreadLaunch:
     def stop(self) -> None:
         self._stop.set()
 
+    def store_state(self) -> dict:
+        """A lock-free snapshot of the store (for a periodic checkpoint)."""
+        return store_state(self.store)
+
     def close(self) -> tuple:
         """Stop and join every worker; (final flat params, lost-update accounting, T)."""
         self._stop.set()
@@ -77,4 +87,5 @@ class ThreadLaunch:
         alive = [t.name for t in self.threads if t.is_alive()]
         if alive:
             raise RuntimeError(f"workers did not stop within {self.join_timeout_s}s: {alive}")
+        self.final_store = store_state(self.store)
         return self.store.params.copy(), self.store.lost_updates(), self.store.T

@@ -7,8 +7,9 @@ transition's reward and flags, and ``q_t`` [T, A] the *target* network's values
 Q(s_{t+1}, .; theta^-) at the true next state (gymnax ``final_observation``, before any
 reset). Targets carry no gradient. Each loss is the squared TD error (y_t - Q(s_t, a_t))^2
 reduced over the segment like the actor-critic loss ("sum" = the paper's accumulated dtheta).
-Segment losses take ``(params, target_params, apply_fn, traj, cfg)`` and average over the B
-environments of a [T, B] ``rollout.Trajectory``.
+Segment losses take ``(params, target_params, apply_fn, traj, cfg)`` and combine the squared
+TD errors of the B segments of a [T, B] ``rollout.Trajectory`` as ``cfg.combine`` says
+(``a3c_jax.combine``; steps outside until-terminal segments, ``traj.mask``, are skipped).
 """
 
 from __future__ import annotations
@@ -19,8 +20,10 @@ import chex
 import jax
 import jax.numpy as jnp
 
+from a3c_jax import combine as combine_lib
 from a3c_jax import returns as returns_lib
 from a3c_jax.losses import LossConfig, Reduction, reduce_time
+
 
 def _td_loss(q_tm1: jax.Array, a_tm1: jax.Array, y_t: jax.Array, reduction: Reduction
              ) -> tuple[jax.Array, dict]:
@@ -107,36 +110,43 @@ def _q_values(params, target_params, apply_fn: Callable, traj):
     return q, q_next
 
 
-def _mean_over_envs(loss_b, metrics_b):
-    return jnp.mean(loss_b), jax.tree.map(jnp.mean, metrics_b)
+def _combined_td_loss(q, y, traj, cfg: LossConfig) -> tuple[jax.Array, dict]:
+    """Squared TD errors (y - Q(s_t, a_t))^2 [T, B] combined as ``cfg.combine`` says."""
+    q_a = jnp.take_along_axis(q, traj.action[..., None].astype(jnp.int32), axis=-1)[..., 0]
+    td = jax.lax.stop_gradient(y) - q_a
+    mask = getattr(traj, "mask", None)
+    loss = combine_lib.combine(jnp.square(td), mask, getattr(cfg, "combine", "sum"))
+    metrics = {"total": loss, "q_loss": loss,
+               "td_abs": combine_lib.masked_mean(jnp.abs(td), mask),
+               "q_mean": combine_lib.masked_mean(q_a, mask)}
+    return loss, metrics
 
 
 def q_learning_segment_loss(params, target_params, apply_fn: Callable, traj, cfg: LossConfig
                             ) -> tuple[jax.Array, dict]:
-    """One-step Q-learning loss of a [T, B] ``rollout.Trajectory``, averaged over B."""
+    """One-step Q-learning loss of a [T, B] ``rollout.Trajectory`` (``q_learning_loss`` per
+    step, combined as ``cfg.combine`` says)."""
     q, q_next = _q_values(params, target_params, apply_fn, traj)
-    per_env = jax.vmap(lambda *xs: q_learning_loss(*xs, gamma=cfg.gamma,
-                                                   reduction=cfg.reduction),
-                       in_axes=(1, 1, 1, 1, 1))
-    return _mean_over_envs(*per_env(q, traj.action, traj.reward, traj.terminated, q_next))
+    y = returns_lib.one_step_targets(traj.reward, traj.terminated, jnp.max(q_next, axis=-1),
+                                     cfg.gamma)
+    return _combined_td_loss(q, y, traj, cfg)
 
 
 def sarsa_segment_loss(params, target_params, apply_fn: Callable, traj, cfg: LossConfig
                        ) -> tuple[jax.Array, dict]:
     """One-step SARSA loss of a [T, B] trajectory that also carries ``next_action`` [T, B]
-    (the action at each true next state), averaged over B."""
+    (the action at each true next state)."""
     q, q_next = _q_values(params, target_params, apply_fn, traj)
-    per_env = jax.vmap(lambda *xs: sarsa_loss(*xs, gamma=cfg.gamma, reduction=cfg.reduction),
-                       in_axes=(1, 1, 1, 1, 1, 1))
-    return _mean_over_envs(*per_env(q, traj.action, traj.reward, traj.terminated, q_next,
-                                    traj.next_action))
+    q_sel = jnp.take_along_axis(q_next, traj.next_action[..., None].astype(jnp.int32),
+                                axis=-1)[..., 0]
+    y = returns_lib.one_step_targets(traj.reward, traj.terminated, q_sel, cfg.gamma)
+    return _combined_td_loss(q, y, traj, cfg)
 
 
 def nstep_q_segment_loss(params, target_params, apply_fn: Callable, traj, cfg: LossConfig
                          ) -> tuple[jax.Array, dict]:
-    """n-step Q-learning loss of a [T, B] ``rollout.Trajectory``, averaged over B."""
+    """n-step Q-learning loss of a [T, B] ``rollout.Trajectory`` (Algorithm S2 per segment)."""
     q, q_next = _q_values(params, target_params, apply_fn, traj)
-    per_env = jax.vmap(lambda *xs: nstep_q_loss(*xs, gamma=cfg.gamma, reduction=cfg.reduction),
-                       in_axes=(1, 1, 1, 1, 1, 1))
-    return _mean_over_envs(*per_env(q, traj.action, traj.reward, traj.terminated,
-                                    traj.truncated, q_next))
+    g = jax.vmap(returns_lib.nstep_q_returns, in_axes=(1, 1, 1, 1, None), out_axes=1)(
+        traj.reward, traj.terminated, traj.truncated, q_next, cfg.gamma)
+    return _combined_td_loss(q, g, traj, cfg)

@@ -18,8 +18,11 @@ budget, each iteration:
      learning rate at T_before; observation statistics, if any, are merged exactly;
   5. appends an ``UpdateRecord`` (versions read and written, staleness, metrics).
 
-Differences from the paper's pseudocode, on purpose: segments have a fixed length t_max and
-may cross an episode end (returns and targets are cut at the boundary); a worker may drive
+Segments: by default (``--segments fixed``) they have a fixed length t_max and may cross an
+episode end (returns and targets are cut at the boundary); ``--segments until-terminal`` ends
+them at the episode's end as the paper does, so a segment may take fewer than t_max * E steps:
+the worker keeps the steps it claimed but did not take as a credit against its next claim, so
+T counts the env steps actually taken (within one segment per worker). A worker may drive
 E > 1 environments.
 """
 
@@ -140,12 +143,14 @@ class AsyncWorker:
             if layout.stats is not None:
                 store.protect(*layout.stats)
             u = 0
+            credit = 0   # steps claimed from T that no segment has taken yet (until-terminal)
             while not stop.is_set():
                 t0 = now()
-                claim = store.claim_steps(n_steps, budget, interval)
+                claim = store.claim_steps(max(n_steps - credit, 0), budget, interval)
                 if claim is None:
                     break
                 before, after = claim
+                credit += after - before
                 t1 = now()
                 snap = store.read()
                 target = store.read_target() if interval else None
@@ -154,6 +159,7 @@ class AsyncWorker:
                 out_host = np.asarray(out)
                 t3 = now()
                 res = layout.unpack(out_host)
+                credit -= res.steps
                 rec = store.apply(res.grad, snap, local, t=before)
                 if layout.stats is not None:
                     store.merge_stats(layout.stats[0], res.stats)

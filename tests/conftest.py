@@ -28,7 +28,8 @@ def repo_root() -> Path:
 
 # Files whose module fixtures are expensive (a Ray instance, trained runs, CLI subprocesses):
 # under ``-n 2 --dist loadgroup`` each runs whole on one process, so the fixture is built once.
-_GROUPED = {"test_ray", "test_plotting", "test_scripts", "test_cli", "test_checkpoint"}
+_GROUPED = {"test_ray", "test_plotting", "test_scripts", "test_cli", "test_checkpoint",
+            "test_commands", "test_video"}
 LEARNING_TIMEOUT_S = 900
 
 

@@ -75,3 +75,51 @@ def test_budget_imports_only_config():
         elif isinstance(node, ast.Import):
             local |= {a.name for a in node.names if a.name.startswith("a3c_jax")}
     assert local == {"a3c_jax.config"}
+
+
+@pytest.mark.parametrize("algo", ["q1", "sarsa", "nq"])
+def test_value_methods_pair_async_workers_with_their_sync_form(algo):
+    """A value method's pair: W x E workers on the base backend, and the same method with
+    backend sync over W*E envs (rows labelled <algo>_sync); nothing else differs."""
+    b = base().replace(algo=algo, target_interval=500, eps_anneal_steps=2000)
+    pair = matched_pair(b, 4, 2, out="runs/x")
+    assert tuple(pair) == budget.pair_labels(algo) == (algo, f"{algo}_sync")
+    asyn, sync = pair[algo], pair[f"{algo}_sync"]
+    assert (asyn.algo, asyn.workers, asyn.envs_per_worker, asyn.backend) == (
+        algo, 4, 2, "threads")
+    assert (sync.algo, sync.backend, sync.num_envs, sync.vmap_seeds) == (algo, "sync", 8, False)
+    assert asyn.is_async and sync.is_sync
+    assert sync.out == str(Path("runs/x") / f"{algo}_sync")
+    for cfg in pair.values():
+        changed = {f.name for f in dataclasses.fields(Config)
+                   if getattr(cfg, f.name) != getattr(b, f.name)}
+        assert changed <= SHAPE_FIELDS | {"backend"}, changed
+        cfg.validate()
+    # from a sync base, the asynchronous side runs on threads
+    assert matched_pair(b.replace(backend="sync"), 2, 1)[algo].backend == "threads"
+
+
+def test_labels_name_their_method():
+    assert budget.pair_labels("a2c") == budget.pair_labels("a3c") == PAIR
+    assert budget.method_of("nq_sync") == "nq" and budget.method_of("a2c") == "a3c"
+    with pytest.raises(ValueError, match="algo"):
+        budget.method_of("dqn")
+
+
+def test_compare_runs_any_method_on_both_sides(tmp_path, capsys):
+    """compare.py --algo nq trains nq (2 workers) and nq_sync (2 envs) into one summary;
+    a label outside the pair is refused before anything trains."""
+    from a3c_jax.commands import compare
+
+    rc = compare.main(["--algo", "nq", "--total-steps", "2000", "--seeds", "0",
+                       "--threshold", "20", "--out", str(tmp_path), "--no-progress"])
+    assert rc == 0
+    for label in ("nq", "nq_sync"):
+        assert (tmp_path / label / "metrics.csv").exists()
+    import pandas as pd
+
+    table = pd.read_csv(tmp_path / "summary.csv")
+    assert sorted(table["method"]) == ["nq W=2 E=1", "nq_sync N=2"]
+    assert sorted(table["algo"]) == ["nq", "nq_sync"]
+    assert compare.main(["--algo", "nq", "--algos", "a2c", "--out", str(tmp_path / "x")]) == 2
+    assert "algos" in capsys.readouterr().err

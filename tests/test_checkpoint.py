@@ -3,12 +3,15 @@ writes everything it promises (config.json, metrics.csv, params)."""
 
 from __future__ import annotations
 
+import os
+import signal
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from a3c_jax import networks, records, runlog, runner
+from a3c_jax import networks, runlog, runner, sync_run
 from a3c_jax.config import Config
 from a3c_jax.defaults import resolve
 from a3c_jax.envs import Env
@@ -55,25 +58,25 @@ def test_round_trip_reproduces_the_policy_exactly(trained):
 
 def test_interrupted_run_still_writes_its_files(tmp_path, monkeypatch):
     calls = {"n": 0}
-    real = records.row_from_chunk
+    real = sync_run.seed_row
 
-    def interrupt_on_third_chunk(*args, **kwargs):
+    def ctrl_c_on_third_row(*args, **kwargs):
         calls["n"] += 1
         if calls["n"] == 3:
-            raise KeyboardInterrupt
+            os.kill(os.getpid(), signal.SIGINT)   # Ctrl-C: training stops after this row
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(records, "row_from_chunk", interrupt_on_third_chunk)
+    monkeypatch.setattr(sync_run, "seed_row", ctrl_c_on_third_row)
     config = Config(algo="a2c", num_envs=2, total_steps=4000, log_interval=200, seeds=(0,),
-                    progress=False, out=str(tmp_path))
+                    progress=False, out=str(tmp_path), log_seconds=0.0)
     result = runner.run(config)
-    assert result.interrupted
-    assert len(result.rows) == 2 and result.rows[-1]["env_steps"] < config.total_steps
+    assert result.interrupted and result.extras["signal"] == "SIGINT"
+    assert len(result.rows) == 3 and result.rows[-1]["env_steps"] == 600
     # config.json holds the config with its per-action-space ("auto") fields resolved
     assert runlog.read_config(tmp_path) == resolve(config) == result.config
     assert result.config.resolved and not config.resolved
     rows = runlog.read_csv(tmp_path / "metrics.csv")
-    assert len(rows) == 2 and list(rows[0]) == list(runlog.METRIC_COLUMNS)
+    assert len(rows) == 3 and list(rows[0]) == list(runlog.METRIC_COLUMNS)
     _, _, template = _template(config)
     loaded = runlog.load_params(tmp_path, 0, template)
     for a, b in zip(jax.tree.leaves(loaded), jax.tree.leaves(result.params[0])):

@@ -1,4 +1,5 @@
-"""experiments/train.py as a user runs it: bad flags fail fast, a tiny run writes everything.
+"""experiments/train.py as a user runs it: bad flags fail fast naming the flag, a tiny run
+writes everything, and progress shows in output that is not a terminal.
 
 All CLI runs of this module start together (one fixture), so their start-ups overlap.
 """
@@ -24,13 +25,16 @@ TIMEOUT_S = 300
 
 # Each case costs a Python start-up with JAX imported; test_config.py covers every field.
 BAD_FLAGS = {
-    # flags: the field the error must name
-    ("--num-envs", "0"): "num_envs",
-    ("--lr", "nan"): "lr",
-    ("--env", "NoSuchEnv-v0"): "env",
+    # flags: the flag the error must name (the user typed flags, not Config fields)
+    ("--num-envs", "0"): "--num-envs",
+    ("--lr", "nan"): "--lr",
+    ("--env", "NoSuchEnv-v0"): "--env",
 }
 E2E_FLAGS = ("--algo", "a2c", "--total-steps", "2000", "--num-envs", "4", "--seeds", "0", "1",
              "--no-progress")
+# Progress on, output to files (not a terminal): plain lines, then the summary line.
+PROGRESS_FLAGS = ("--algo", "a2c", "--total-steps", "20000", "--num-envs", "4", "--seeds", "0",
+                  "1", "--log-interval", "200", "--stop-return", "15", "--stop-window", "2000")
 
 
 class CliRuns:
@@ -40,6 +44,9 @@ class CliRuns:
         self.base = base
         self.e2e_out = self.base / "run"
         self.procs = {"e2e": self._launch("e2e", *E2E_FLAGS, "--out", str(self.e2e_out))}
+        self.progress_out = self.base / "progress"
+        self.procs["progress"] = self._launch("progress", *PROGRESS_FLAGS, "--out",
+                                              str(self.progress_out))
         for i, flags in enumerate(BAD_FLAGS):
             self.procs[flags] = self._launch(f"bad{i}", *flags, "--out", str(self.bad_out(flags)))
 
@@ -76,10 +83,10 @@ def runs(tmp_path_factory):
 @pytest.mark.parametrize("flags", list(BAD_FLAGS), ids=[" ".join(f) for f in BAD_FLAGS])
 def test_bad_flags_exit_nonzero_naming_field(runs, flags):
     rc, stdout, stderr = runs.result(flags)
-    field = BAD_FLAGS[flags]
-    assert rc != 0
+    flag = BAD_FLAGS[flags]
+    assert rc == 2
     assert "invalid config" in stderr, stderr
-    assert re.search(rf"\b{field}\b", stderr.split("invalid config", 1)[1]), stderr
+    assert re.search(rf"{re.escape(flag)}(?![\w-])", stderr.split("invalid config", 1)[1]), stderr
     # Rejected before anything ran: no run directory, nothing reported as done.
     assert not runs.bad_out(flags).exists()
     assert "done" not in stdout
@@ -117,8 +124,9 @@ def test_end_to_end_tiny_run(runs):
         assert all(w >= 0 for w in walls) and walls == sorted(walls)
         for col in ("policy_loss", "value_loss", "entropy"):
             assert all(math.isfinite(float(r[col])) for r in seed_rows), col
-        # Entropy of a 2-action policy summed over t_max = 5 steps lies in (0, 5 ln 2].
-        assert all(0 < float(r["entropy"]) <= 5 * math.log(2) + 1e-4 for r in seed_rows)
+        # Entropy of a 2-action policy summed (combine "sum") over the t_max = 5 steps of the
+        # 4 envs' segments lies in (0, 20 ln 2].
+        assert all(0 < float(r["entropy"]) <= 5 * 4 * math.log(2) + 1e-4 for r in seed_rows)
         returns = [float(r["episode_return"]) for r in seed_rows if r["episode_return"]]
         assert returns, "no episode completed in 2000 CartPole steps"
         assert all(1.0 <= x <= 500.0 for x in returns)
@@ -132,6 +140,29 @@ def test_end_to_end_tiny_run(runs):
     p0 = serialization.msgpack_restore((out / "params_seed0.msgpack").read_bytes())
     p1 = serialization.msgpack_restore((out / "params_seed1.msgpack").read_bytes())
     assert not np.array_equal(_flat(p0), _flat(p1)), "the two seeds trained identical params"
+
+
+def test_progress_lines_when_output_is_not_a_terminal(runs):
+    rc, stdout, stderr = runs.result("progress")
+    assert rc == 0, stderr
+    lines = stderr.splitlines()
+    # compilation is shown as such, with no rate; then plain lines with rate and return
+    compiling = [i for i, line in enumerate(lines) if "compiling" in line]
+    rated = [i for i, line in enumerate(lines) if "env steps/s" in line]
+    assert compiling and rated and compiling[0] < rated[0], stderr
+    assert not any("steps/s" in lines[i] for i in compiling)
+    assert any(re.search(r"compiled and initialised in [\d.]+ s$", line) for line in lines), stderr
+    # the total counts both vmapped seeds
+    assert all("/40k env steps" in lines[i] for i in rated), stderr
+    assert any(re.search(r"return -?\d", lines[i]) for i in rated), stderr
+    assert "\r" not in stderr and "█" not in stderr, "a terminal bar in a log file"
+    # one summary line: the final return, the threshold's steps and seconds, the files
+    summary = stdout.strip().splitlines()[-1]
+    assert summary.startswith("done: a2c on CartPole-v1, 2/2 seeds"), summary
+    assert re.search(r"final return \d", summary), summary
+    assert re.search(r"15 reached by 2/2 at [\d.]+k? env steps, [\d.]+ s \(mean\)", summary), \
+        summary
+    assert f"files in {runs.progress_out}/" in summary
 
 
 def _kernel_shapes(tree) -> set:

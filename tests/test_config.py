@@ -56,6 +56,13 @@ BAD = [
     (dict(algo="a2c", optimizer="rmsprop_local"), "rmsprop_local"),
     (dict(algo="nq", backend="sync", optimizer="rmsprop_local"), "rmsprop_local"),
     (dict(algo="q1", backend="sync", total_steps=79, num_envs=16), "total_steps"),
+    (dict(segments="episode"), "segments"),
+    (dict(combine="mean"), "combine"),
+    (dict(reward_norm=1), "reward_norm"),
+    (dict(shared_torso="no"), "shared_torso"),
+    (dict(algo="nq", shared_torso=False), "shared_torso"),
+    (dict(recurrent=True, shared_torso=False), "shared_torso"),
+    (dict(algo="a3c", backend="emulated", segments="until-terminal"), "segments"),
 ]
 
 
@@ -80,7 +87,9 @@ GOOD = [
     dict(total_steps=80, num_envs=16, t_max=5),                    # exactly one update
     dict(algo="a3c", optimizer="rmsprop_local", total_steps=5),
     dict(env="Breakout-MinAtar", torso="conv"),
-    dict(seeds=(3, 1, 2)), dict(log_interval=0), dict(reduction="mean"),
+    dict(seeds=(3, 1, 2)), dict(log_interval=0), dict(combine="env-mean"),
+    dict(combine="step-mean", segments="until-terminal"), dict(algo="nq", reward_norm=True),
+    dict(shared_torso=False, optimizer="sgd_paper"),
     dict(algo="q1", backend="sync"), dict(algo="a3c", backend="sync"),
     dict(algo="nq", target_interval=10_000, eps_anneal_steps=100_000),
 ]
@@ -128,3 +137,37 @@ def test_frozen_and_round_trip():
     assert Config.from_dict(data) == config
     with pytest.raises(ValueError, match="nonsense"):
         Config.from_dict({**config.to_dict(), "nonsense": 1})
+
+
+@pytest.mark.parametrize("reduction, combine", [("sum", "sum"), ("mean", "env-mean")])
+def test_config_json_written_before_combine_still_loads(reduction, combine):
+    """Run directories written when the loss had ``reduction`` (sum or mean over each env's
+    segment, the envs averaged) load with the ``combine`` of the same direction."""
+    data = Config().to_dict()
+    del data["combine"]
+    data["reduction"] = reduction
+    assert Config.from_dict(data).combine == combine
+
+
+# Which rows of defaults.AUTO_DEFAULTS each auto field is read in (elsewhere it is unused).
+_AC = ("discrete", "discrete_async", "continuous")
+_USED_IN = {"entropy_coef": _AC, "obs_norm": _AC, "shared_torso": _AC,
+            "target_interval": ("value",), "eps_anneal_steps": ("value",)}
+_BOOL_WORDS = {"obs_norm": ("off", "on"), "reward_norm": ("off", "on"),
+               "shared_torso": ("separate", "shared")}
+
+
+@pytest.mark.parametrize("name", AUTO_FIELDS)
+def test_help_states_every_per_method_default(name):
+    """``--help`` (the field docstrings) names the value each method family gets for every
+    auto field, so what runs can be read before running it."""
+    from a3c_jax import cli, defaults
+
+    doc = cli.field_docs()[name]
+    numbers = {float(x) for x in re.findall(r"(?<![\w.])\d[\d_]*(?:\.\d+)?(?:e-?\d+)?", doc)}
+    for row in _USED_IN.get(name, _AC + ("value",)):
+        value = defaults.AUTO_DEFAULTS[row][name]
+        if isinstance(value, bool):
+            assert _BOOL_WORDS[name][value] in doc, (name, row, value)
+        else:
+            assert float(value) in numbers, (name, row, value, doc)

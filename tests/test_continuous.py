@@ -79,9 +79,12 @@ def test_resolve_per_action_space():
     for name in AUTO_FIELDS:
         assert getattr(disc, name) == AUTO_DEFAULTS["discrete"][name]
         assert getattr(cont, name) == AUTO_DEFAULTS["continuous"][name]
-    # The paper's values: beta 0.01 (Atari), 1e-4 (continuous); nothing normalised for discrete.
+    # The paper's values: beta 0.01 (Atari), 1e-4 (continuous); observations not normalised
+    # for discrete actions; rewards normalised by the return's scale for both (ours).
     assert disc.entropy_coef == 0.01 and cont.entropy_coef == 1e-4
     assert disc.obs_norm is False and disc.reward_scale == 1.0 and disc.adv_norm is False
+    assert disc.reward_norm is True and cont.reward_norm is True and cont.reward_scale == 1.0
+    assert resolve(Config(algo="a3c")).lr == AUTO_DEFAULTS["discrete_async"]["lr"] != disc.lr
     # Explicit values are kept (even one equal to the other action space's default) ...
     mine = resolve(Config(env="Pendulum-v1", entropy_coef=0.01, obs_norm=False))
     assert mine.entropy_coef == 0.01 and mine.obs_norm is False
@@ -269,10 +272,11 @@ def test_reward_scale_scales_the_rewards_in_the_loss_only():
     chex.assert_trees_all_close(scaled, manual, rtol=1e-6)
 
 
-def test_advantage_normalisation_in_the_segment_loss():
+@pytest.mark.parametrize("how", ["sum", "step-mean", "env-mean"])
+def test_advantage_normalisation_in_the_segment_loss(how):
     net, params = _gauss_net()
     traj = _traj()
-    cfg = losses.LossConfig(0.9, 0.95, 0.5, 1e-4, "sum", adv_norm=True)
+    cfg = losses.LossConfig(0.9, 0.95, 0.5, 1e-4, how, adv_norm=True)
     loss, m = losses.actor_critic_segment_loss(params, net.apply, traj, cfg)
     dist, v = net.apply(params, traj.obs)
     _, vn = net.apply(params, traj.final_obs)
@@ -281,7 +285,10 @@ def test_advantage_normalisation_in_the_segment_loss():
     adv = np.asarray(g - v)
     adv = (adv - adv.mean()) / (adv.std() + 1e-8)
     logp = np.asarray(dist.log_prob(traj.action))
-    np.testing.assert_allclose(m["policy_loss"], np.mean(np.sum(-logp * adv, 0)), rtol=1e-5)
+    per_step = -logp * adv                          # [T, B]; every step of every segment
+    expected = {"sum": per_step.sum(), "step-mean": per_step.mean(),
+                "env-mean": per_step.mean(0).mean()}[how]
+    np.testing.assert_allclose(m["policy_loss"], expected, rtol=1e-5, atol=1e-6)
 
 
 def test_lambda_returns_minus_values_are_gae():

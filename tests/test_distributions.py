@@ -168,7 +168,7 @@ def test_gaussian_actor_critic_outputs():
 @pytest.mark.parametrize("discrete", [True, False])
 def test_segment_loss_reads_the_network_distribution(discrete):
     """actor_critic_segment_loss with a Gaussian network equals the per-env distribution loss
-    averaged over envs (and the categorical network gives the categorical loss)."""
+    summed over envs (combine "sum"; and the categorical network gives the categorical loss)."""
     from a3c_jax.rollout import Trajectory
     from a3c_jax.returns import nstep_returns
 
@@ -186,7 +186,7 @@ def test_segment_loss_reads_the_network_distribution(discrete):
                       final_obs=f32(T, B, D), completed_return=jnp.zeros((T, B)),
                       completed_length=jnp.zeros((T, B), jnp.int32))
     cfg = losses.LossConfig(gamma=0.9, gae_lambda=0.8, value_coef=0.5, entropy_coef=1e-3,
-                            reduction="sum")
+                            combine="sum")
     loss, m = losses.actor_critic_segment_loss(params, net.apply, traj, cfg)
     pi, v = net.apply(params, traj.obs)
     _, v_next = net.apply(params, traj.final_obs)
@@ -197,5 +197,5 @@ def test_segment_loss_reads_the_network_distribution(discrete):
         d_b = jax.tree.map(lambda x: x[:, b], distributions.as_distribution(pi))
         per.append(losses.actor_critic_loss_dist(d_b, v[:, b], traj.action[:, b], g,
                                                  value_coef=0.5, entropy_coef=1e-3)[0])
-    np.testing.assert_allclose(loss, np.mean(per), rtol=1e-5)
+    np.testing.assert_allclose(loss, np.sum(per), rtol=1e-5)
     assert np.isfinite(float(m["entropy"]))

@@ -151,3 +151,24 @@ def test_async_and_sync_draw_the_same_epsilons():
         async_eps = np.concatenate([_final_eps(algo, seed, w) for w in range(2)])
         sync_eps = np.asarray(trainer.init(jax.random.key(seed)).actor.eps_final)
         np.testing.assert_array_equal(async_eps, sync_eps)
+
+
+@pytest.mark.parametrize("num_envs", [2, 16])
+def test_epsilon_anneals_over_the_run_s_env_steps(num_envs):
+    """``eps_anneal_steps`` counts the run's env steps (T), whatever the number of
+    environments: on the sync driver with N envs, epsilon reaches its final value after
+    eps_anneal_steps / N steps of each environment."""
+    from a3c_jax.defaults import resolve
+
+    c = resolve(Config(algo="nq", backend="sync", num_envs=num_envs, t_max=5,
+                       eps_anneal_steps=160, hidden=(8,)))
+    algo = algorithm.make_algorithm(c, num_envs)
+    assert algo.num_actors == num_envs
+    actor = algo.init_actor(jax.random.key(1), eps_final=jnp.zeros((num_envs,)))
+    half = actor._replace(steps=jnp.asarray(80 // num_envs, jnp.int32))
+    np.testing.assert_allclose(algo.epsilon(half), np.full(num_envs, 0.5))
+    done = actor._replace(steps=jnp.asarray(160 // num_envs, jnp.int32))
+    np.testing.assert_allclose(algo.epsilon(done), np.zeros(num_envs))
+    # the async workers of a W x E run count W * E environments
+    a = resolve(Config(algo="nq", workers=4, envs_per_worker=2, eps_anneal_steps=160))
+    assert algorithm.make_algorithm(a, 2).num_actors == 8

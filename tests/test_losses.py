@@ -210,10 +210,19 @@ def _tiny_trajectory(T=4, B=3, D=5, A=3, seed=0):
     return params, traj
 
 
-@pytest.mark.parametrize("reduction", ["sum", "mean"])
-def test_segment_loss_is_mean_over_envs_of_per_env_losses(reduction):
+# combine -> (the array-level reduction over each env's segment, how the B results combine)
+COMBINE_AS_PER_ENV = {"sum": ("sum", np.sum), "env-mean": ("mean", np.mean),
+                      "step-mean": ("sum", lambda xs, axis=0: np.sum(xs, axis=axis) / (4 * 3))}
+
+
+@pytest.mark.parametrize("how", sorted(COMBINE_AS_PER_ENV))
+def test_segment_loss_combines_per_env_losses(how):
+    """Without a mask (fixed segments, T = 4, B = 3): sum = the sum of the per-env summed
+    losses, env-mean = the mean of the per-env mean losses, step-mean = sum / (T B); the
+    metrics and the gradient combine the same way."""
+    reduction, over_envs = COMBINE_AS_PER_ENV[how]
     cfg = losses.loss_config(resolve(Config(gamma=0.9, gae_lambda=0.8, value_coef=0.3,
-                                            entropy_coef=0.02, reduction=reduction)))
+                                            entropy_coef=0.02, combine=how)))
     params, traj = _tiny_trajectory()
     B = traj.reward.shape[1]
 
@@ -235,12 +244,12 @@ def test_segment_loss_is_mean_over_envs_of_per_env_losses(reduction):
         lambda p: losses.actor_critic_segment_loss(p, _linear_apply, traj, cfg), has_aux=True))
     (loss, m), grad = segment(params)
     outs = [per_env(params, *env_slice(b)) for b in range(B)]
-    np.testing.assert_allclose(loss, np.mean([l for (l, _), _ in outs]), rtol=1e-5)
+    np.testing.assert_allclose(loss, over_envs([l for (l, _), _ in outs]), rtol=1e-5)
     for k in ("total", "policy_loss", "value_loss", "entropy"):
-        np.testing.assert_allclose(m[k], np.mean([pm[k] for (_, pm), _ in outs]), rtol=1e-5,
-                                   atol=1e-6, err_msg=k)
-    # The gradient is the mean of the per-env gradients as well.
-    expected = jax.tree.map(lambda *gs: np.mean(gs, axis=0), *[g for _, g in outs])
+        np.testing.assert_allclose(m[k], over_envs([pm[k] for (_, pm), _ in outs]),
+                                   rtol=1e-5, atol=1e-6, err_msg=k)
+    expected = jax.tree.map(lambda *gs: over_envs(np.stack(gs), axis=0),
+                            *[g for _, g in outs])
     chex.assert_trees_all_close(grad, expected, rtol=1e-4, atol=1e-6)
 
 

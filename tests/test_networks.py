@@ -153,3 +153,33 @@ def test_conv_torso_both_conv_forms_agree():
     params = networks.ConvTorso().init(jax.random.key(0), x)
     np.testing.assert_allclose(networks.ConvTorso(lax_conv=True).apply(params, x),
                                networks.ConvTorso().apply(params, x), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("env_name", ["CartPole-v1", "Pendulum-v1"])
+def test_separate_policy_and_value_networks(env_name):
+    """shared_torso False: two torsos of the same shape; the value loss reaches only the value
+    torso, the policy loss only the policy torso. The shared form keeps its parameter names."""
+    env = Env(env_name, 1)
+    obs = jnp.ones((3,) + env.obs_shape)
+    shared = networks.make_actor_critic(resolve(Config(env=env_name, hidden=(8, 8))), env)
+    sep = networks.make_actor_critic(resolve(Config(env=env_name, hidden=(8, 8),
+                                                    shared_torso=False)), env)
+    p_shared = networks.init_actor_critic(shared, jax.random.key(0), env.obs_shape)
+    p_sep = networks.init_actor_critic(sep, jax.random.key(0), env.obs_shape)
+    assert "MLPTorso_1" not in p_shared["params"]
+    assert p_sep["params"]["MLPTorso_1"]["Dense_0"]["kernel"].shape == (env.obs_shape[0], 8)
+    n = lambda p: sum(x.size for x in jax.tree.leaves(p))  # noqa: E731
+    assert n(p_sep) == n(p_shared) + n(p_shared["params"]["MLPTorso_0"])
+
+    def head_loss(which):
+        def f(p):
+            pi, v = sep.apply(p, obs)
+            if which == "value":
+                return jnp.sum(v ** 2)
+            return jnp.sum((pi if env.discrete else pi.mean) ** 2)
+        return jax.grad(f)(p_sep)["params"]
+
+    norm = lambda t: float(sum(jnp.abs(x).sum() for x in jax.tree.leaves(t)))  # noqa: E731
+    g_v, g_pi = head_loss("value"), head_loss("policy")
+    assert norm(g_v["MLPTorso_0"]) == 0.0 and norm(g_v["MLPTorso_1"]) > 0
+    assert norm(g_pi["MLPTorso_1"]) == 0.0 and norm(g_pi["MLPTorso_0"]) > 0

@@ -166,7 +166,7 @@ def test_clip_grads_is_the_chain_s_clipping(norm):
         np.testing.assert_array_equal(same[k], grads[k])
 
 
-@pytest.mark.parametrize("name", ["rmsprop", "rmsprop_local", "sgd"])
+@pytest.mark.parametrize("name", ["rmsprop", "rmsprop_local", "sgd", "sgd_paper"])
 @pytest.mark.parametrize("anneal, clip", [(False, 0.0), (True, 1.0)])
 def test_in_place_step_matches_the_optax_chain(name, anneal, clip):
     """The two applications of one ``OptSpec``: the sync driver's optax chain
@@ -190,3 +190,28 @@ def test_in_place_step_matches_the_optax_chain(name, anneal, clip):
         np.testing.assert_allclose(theta, np.asarray(chain_p), rtol=1e-5, atol=1e-6,
                                    err_msg=f"step {k}")
     assert not np.allclose(theta, p0)
+
+
+@pytest.mark.parametrize("applied", ["optax", "in_place"])
+def test_sgd_paper_matches_the_paper_formula(applied):
+    """The paper's momentum SGD (supplementary, optimisation): m <- a m + (1 - a) d;
+    theta <- theta - lr m; against optax's form m <- a m + d, whose step is larger."""
+    lr, a = 0.1, 0.8
+    theta0 = np.array([1.0, 2.0, 3.0], np.float32)
+    spec = OptSpec(lr=lr, name="sgd_paper", momentum=a)
+    if applied == "optax":
+        ours = [np.asarray(x) for x in _apply(optim.make_optax(spec, 1), jnp.asarray(theta0),
+                                              GRADS)]
+    else:
+        theta, buf, ours = theta0.copy(), np.zeros(3, np.float32), [theta0.copy()]
+        for d in GRADS:
+            optim.apply_in_place(spec, theta, d, lr, buf)
+            ours.append(theta.copy())
+    theta, m = theta0.astype(np.float64), np.zeros(3)
+    for step, d in enumerate(GRADS, start=1):
+        m = a * m + (1 - a) * d
+        theta = theta - lr * m
+        np.testing.assert_allclose(ours[step], theta, rtol=1e-5, atol=1e-6)
+    optax_form = _apply(optim.make_optax(OptSpec(lr=lr, name="sgd", momentum=a), 1),
+                        jnp.asarray(theta0), GRADS)
+    assert np.abs(np.asarray(optax_form[1]) - ours[1]).max() > 1e-2

@@ -94,3 +94,51 @@ def test_a3c_learns_cartpole_on_processes():
     first = runlog.updates_steps_to(update_rows(0, got.records), 475.0)
     print(f"processes: env steps to 475 = {first}")
     assert np.isfinite(first) and first <= 1_000_000
+
+
+_CALLS = [0]
+FAIL_AT = 30
+
+
+def _count_and_fail(_):
+    _CALLS[0] += 1   # per worker process: each has its own counter
+    if _CALLS[0] > FAIL_AT:
+        raise RuntimeError("injected failure")
+
+
+def _failing_later_loss(params, apply_fn, traj, cfg):
+    """The package loss, failing at run time (not when traced) in the worker's 30th step."""
+    import jax
+
+    from a3c_jax import losses
+
+    jax.debug.callback(_count_and_fail, traj.reward)
+    return losses.actor_critic_segment_loss(params, apply_fn, traj, cfg)
+
+
+def test_failing_worker_flushes_its_records_before_it_exits():
+    cfg = CFG.replace(workers=1, total_steps=50_000_000, hidden=(8,))
+    got = train_seed(AsyncWorker.from_config(cfg), 0, loss_fn=_failing_later_loss)
+    assert isinstance(got.stopped, WorkerProcessError) and "injected failure" in str(got.stopped)
+    # one call compiles, then FAIL_AT - 1 updates wrote a record each: every one arrived,
+    # although fewer than a batch (256) were buffered when the worker failed
+    assert len(got.records) == FAIL_AT - 1
+    assert [r.version_written for r in got.records] == list(range(1, FAIL_AT))
+
+
+def test_ctrl_c_during_warm_up_stops_within_seconds():
+    before = segments()
+    worker = AsyncWorker.from_config(CFG.replace(total_steps=50_000_000))
+    ticks = [0]
+
+    def on_tick(running, per_worker):
+        ticks[0] += 1
+        if ticks[0] == 5:   # 0.5 s in: the workers are still importing JAX and compiling
+            assert not running.started
+            raise KeyboardInterrupt
+
+    t0 = time.monotonic()
+    got = train_seed(worker, 0, on_tick=on_tick)
+    assert isinstance(got.stopped, KeyboardInterrupt) and got.records == []
+    assert time.monotonic() - t0 < 5.0
+    assert segments() == before

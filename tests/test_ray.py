@@ -71,3 +71,35 @@ def test_more_workers_than_cpus_still_fit():
     got = train_seed(AsyncWorker.from_config(cfg), 0)
     assert got.stopped is None
     assert {r.worker for r in got.records} == {0, 1, 2, 3}
+
+
+def test_ray_run_stops_on_sigterm_and_resumes(tmp_path, monkeypatch):
+    import os
+    import signal
+
+    from a3c_jax import checkpoints, rundir
+    from a3c_jax.ray_backend import RayLaunch
+    from a3c_jax.runner import run
+
+    real, calls = RayLaunch.poll, [0]
+
+    def poll(self, timeout):   # the first poll starts the actors; SIGTERM in the third
+        calls[0] += 1
+        if calls[0] == 3:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return real(self, timeout)
+
+    out = tmp_path / "run"
+    with monkeypatch.context() as m:
+        m.setattr(RayLaunch, "poll", poll)
+        cut = run(CFG.replace(total_steps=10_000_000, hidden=(8,), out=str(out)))
+    assert cut.interrupted and cut.extras["signal"] == "SIGTERM"
+    done = checkpoints.load(out)[0]["env_steps"]
+    assert 0 < done < 10_000_000
+    resumed = run(rundir.resume_config(out, total_steps=done + 1_000))
+    assert not resumed.interrupted
+    updates = runlog.read_csv(out / "updates.csv")
+    versions = sorted(int(r["version_written"]) for r in updates)
+    assert versions == list(range(1, len(updates) + 1))   # every update once, in both parts
+    steps = [int(r["env_steps"]) for r in resumed.rows]
+    assert steps == sorted(set(steps)) and steps[-1] == done + 1_000

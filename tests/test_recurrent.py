@@ -18,7 +18,7 @@ from a3c_jax.sync import make_train
 
 B, T, LSTM = 3, 40, 8
 CFG = losses.LossConfig(gamma=0.99, gae_lambda=1.0, value_coef=0.5, entropy_coef=0.01,
-                        reduction="sum")
+                        combine="sum")
 
 
 def test_masked_cartpole_drops_the_velocities():

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from a3c_jax import tables
+from a3c_jax import defaults, tables
 
 REPO = Path(__file__).resolve().parent.parent
 EXPERIMENTS = REPO / "experiments"
@@ -72,7 +72,11 @@ def test_compare_both_algorithms_from_one_base_config(tmp_path):
     assert (a3c["algo"], a3c["workers"], a3c["envs_per_worker"]) == ("a3c", 2, 2)
     assert (a2c["algo"], a2c["num_envs"]) == ("a2c", 4)
     differ = {k for k in a3c if a3c[k] != a2c[k]}
-    assert differ <= {"algo", "num_envs", "workers", "envs_per_worker", "out", "vmap_seeds"}
+    # lr is an auto field resolved per driver (config.json holds the resolved value): A2C
+    # averages N t_max steps per update, A3C t_max E, so their defaults differ
+    assert differ <= {"algo", "num_envs", "workers", "envs_per_worker", "out", "vmap_seeds", "lr"}
+    assert a3c["lr"] == defaults.AUTO_DEFAULTS["discrete_async"]["lr"]
+    assert a2c["lr"] == defaults.AUTO_DEFAULTS["discrete"]["lr"]
     table = pd.read_csv(tmp_path / "summary.csv")
     assert sorted(table["method"]) == ["a2c N=4", "a3c W=2 E=2"]
     assert (table["total_envs"] == 4).all()
@@ -81,7 +85,7 @@ def test_compare_both_algorithms_from_one_base_config(tmp_path):
 def test_compare_rejects_an_invalid_config(tmp_path, capsys):
     compare = load_module("compare")
     assert compare.main(["--algos", "a2c", "--total-steps", "1", "--out", str(tmp_path)]) == 2
-    assert "total_steps" in capsys.readouterr().err
+    assert "--total-steps" in capsys.readouterr().err
     assert not (tmp_path / "a2c").exists()
 
 
@@ -167,13 +171,13 @@ def test_evaluate_sampled_and_missing_checkpoint_in_process(compared, tmp_path, 
 def test_plot_runs_compares_any_run_directories(compared, tmp_path, capsys):
     out, _ = compared
     plot_runs = load_module("plot_runs")
-    fig = plot_runs.main(plot_runs.Args(runs=(str(out / "a2c"),), labels=("baseline",),
+    fig = plot_runs.plot(plot_runs.Args(runs=(str(out / "a2c"),), labels=("baseline",),
                                         threshold=20.0, out=str(tmp_path)))
     assert fig.read_bytes()[:4] == b"\x89PNG"
     table = pd.read_csv(tmp_path / "summary.csv")
     assert table["method"].tolist() == ["baseline"] and table["seeds"].tolist() == [2]
     assert "baseline" in capsys.readouterr().out
-    with pytest.raises(SystemExit, match="labels"):
-        plot_runs.main(plot_runs.Args(runs=(str(out / "a2c"),), labels=("a", "b")))
-    with pytest.raises(SystemExit, match="no metrics.csv"):
-        plot_runs.main(plot_runs.Args(runs=(str(tmp_path / "nowhere"),)))
+    with pytest.raises(ValueError, match="labels"):
+        plot_runs.plot(plot_runs.Args(runs=(str(out / "a2c"),), labels=("a", "b")))
+    with pytest.raises(ValueError, match="no metrics.csv"):
+        plot_runs.plot(plot_runs.Args(runs=(str(tmp_path / "nowhere"),)))

@@ -1,0 +1,129 @@
+"""Update records into metrics.csv rows, by env steps or by time, after a run or as it runs.
+
+A row closes when the next record (in env-step order) falls into another interval of
+``interval`` env steps, or when it comes ``log_seconds`` or more of training time after the
+row's first record (0: by env steps only). So a cut run still has a curve, however large its
+budget. ``RowBuilder`` applies the rule to records fed in env-step order;
+``records.rows_from_records`` feeds it every record of a seed at once, and ``StreamBinner``
+feeds it while workers still run: only the complete prefix of the records (up to the smallest
+env step any worker last reported; each worker reports in increasing env-step order, so
+nothing at or below it can still come) is binned, so the rows written during a run are
+exactly the rows binning all records afterwards would give.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+from typing import Callable
+
+import numpy as np
+
+
+class RowBuilder:
+    """Accumulates records fed in env-step order; ``add`` returns a row when one closes."""
+
+    def __init__(self, label: str, seed: int, interval: int, log_seconds: float = 0.0):
+        self.label, self.seed = label, seed
+        self.interval, self.log_seconds = interval, log_seconds
+        self.current: list = []
+        self.key = 0
+        self.start = 0.0
+
+    def add(self, r) -> dict | None:
+        key = math.ceil(r.env_steps / self.interval)
+        row = None
+        if self.current and (key != self.key or (
+                self.log_seconds > 0 and r.wall_time_s - self.start >= self.log_seconds)):
+            row = self.flush()
+        if not self.current:
+            self.key, self.start = key, r.wall_time_s
+        self.current.append(r)
+        return row
+
+    def flush(self) -> dict | None:
+        """The open row, closed (None when empty)."""
+        rs, self.current = self.current, []
+        if not rs:
+            return None
+        n = sum(r.episodes for r in rs)
+        return {
+            "algo": self.label, "seed": self.seed,
+            "env_steps": max(r.env_steps for r in rs),
+            "wall_time_s": max(r.wall_time_s for r in rs),
+            "episode_return": sum(r.return_sum for r in rs) / n if n else float("nan"),
+            "episodes": int(n),
+            "policy_loss": float(np.mean([r.policy_loss for r in rs])),
+            "value_loss": float(np.mean([r.value_loss for r in rs])),
+            "entropy": float(np.mean([r.entropy for r in rs])),
+            "total_loss": float(np.mean([r.total_loss for r in rs])),
+            "staleness": float(np.mean([r.staleness for r in rs])),
+        }
+
+
+def bin_records(builder: RowBuilder, records) -> list[dict]:
+    """Every record of one seed through ``builder``, the last row included."""
+    rows = [row for r in sorted(records, key=lambda r: (r.env_steps, r.version_written))
+            if (row := builder.add(r)) is not None]
+    last = builder.flush()
+    return rows + ([last] if last is not None else [])
+
+
+class StreamBinner:
+    """Bins the records of W workers (``per_worker``: lists the backends append to) while they
+    run. ``poll()`` hands newly closed rows to ``on_rows`` and new records, in arrival order, to
+    ``on_records``; ``finish()`` bins whatever is left once the workers have stopped.
+    ``transform`` maps each record before anything sees it (a resumed run shifts its clock)."""
+
+    def __init__(self, per_worker: list[list], builder: RowBuilder,
+                 on_rows: Callable[[list[dict]], None],
+                 on_records: Callable[[list], None] | None = None,
+                 transform: Callable | None = None):
+        self.per_worker, self.builder = per_worker, builder
+        self.on_rows, self.on_records = on_rows, on_records
+        self.transform = transform or (lambda r: r)
+        self.seen = [0] * len(per_worker)
+        self.last = [0] * len(per_worker)
+        self.pending: list[tuple] = []
+        self.rows: list[dict] = []
+        self.records: list = []
+
+    def _take(self) -> None:
+        new = []
+        for w, rs in enumerate(self.per_worker):
+            n = len(rs)
+            for r in rs[self.seen[w]:n]:
+                r = self.transform(r)
+                new.append(r)
+                heapq.heappush(self.pending, (r.env_steps, r.version_written, len(self.records)
+                                              + len(new), r))
+                self.last[w] = r.env_steps
+            self.seen[w] = n
+        self.records += new
+        if new and self.on_records is not None:
+            self.on_records(new)
+
+    def _emit(self, rows: list[dict]) -> None:
+        if rows:
+            self.rows += rows
+            self.on_rows(rows)
+
+    def poll(self) -> None:
+        self._take()
+        complete = min(self.last) if self.last else 0
+        rows = []
+        while self.pending and self.pending[0][0] <= complete:
+            row = self.builder.add(heapq.heappop(self.pending)[-1])
+            if row is not None:
+                rows.append(row)
+        self._emit(rows)
+
+    def finish(self) -> None:
+        self._take()
+        rows = []
+        while self.pending:
+            row = self.builder.add(heapq.heappop(self.pending)[-1])
+            if row is not None:
+                rows.append(row)
+        last = self.builder.flush()
+        self._emit(rows + ([last] if last is not None else []))

@@ -1,0 +1,284 @@
+"""The run directory as the record of a run: bad input refused before any work, curves that
+grow on disk (rows by env steps or by time), run.json, signals. Fast: nothing here trains
+except one tiny run."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import types
+
+import pytest
+
+from a3c_jax import binning, records, rowsink, rundir, runlog, signals
+from a3c_jax.config import Config
+from a3c_jax.records import UpdateRecord
+from a3c_jax.runner import InvalidInput, run
+
+TINY = Config(algo="a2c", num_envs=2, total_steps=200, seeds=(0,), hidden=(8,),
+              progress=False)
+
+
+def rec(worker, env_steps, wall, version, ret=0.0, eps=0.0):
+    return UpdateRecord(worker, 0, env_steps, wall, version - 1, version, 0, ret, eps,
+                        1.0, 2.0, 0.5, 3.0)
+
+
+# --- bad input: refused with the option named, nothing written -----------------------------
+
+def test_out_through_a_file_or_unwritable_is_refused_before_anything(tmp_path):
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    for out, word in ((afile, "is a file"), (afile / "run", "is a file"),
+                      ("/proc/a3c_jax_x/run", "cannot write")):
+        with pytest.raises(InvalidInput, match=rf"^out: .*{word}"):
+            run(TINY.replace(out=str(out)))
+    assert afile.read_text() == "x" and not os.path.exists("/proc/a3c_jax_x")
+
+
+def test_existing_run_directory_is_refused_unless_overwrite_or_resume(tmp_path):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "config.json").write_text("{}")
+    (out / "eval.json").write_text("stale")
+    with pytest.raises(InvalidInput, match="already holds a run.*--overwrite.*--resume"):
+        rundir.prepare(TINY.replace(out=str(out)).validate())
+    assert sorted(p.name for p in out.iterdir()) == ["config.json", "eval.json"]
+    with pytest.raises(ValueError, match="^overwrite and resume exclude"):
+        TINY.replace(out=str(out), overwrite=True, resume=True).validate()
+    other = tmp_path / "notarun"
+    other.mkdir()
+    (other / "keep.txt").write_text("mine")
+    with pytest.raises(InvalidInput, match="^overwrite: .* not a run directory"):
+        rundir.prepare(TINY.replace(out=str(other), overwrite=True).validate())
+    assert (other / "keep.txt").read_text() == "mine"
+    # --overwrite clears the old run (its stale evaluation and checkpoint go with it)
+    (out / "checkpoint.msgpack").write_bytes(b"old")
+    rundir.prepare(TINY.replace(out=str(out), overwrite=True).validate())
+    assert list(out.iterdir()) == []
+
+
+def test_resume_refuses_a_missing_run_and_a_changed_config(tmp_path):
+    with pytest.raises(InvalidInput, match="^resume: there is no run to continue"):
+        run(TINY.replace(out=str(tmp_path / "none"), resume=True))
+    assert not (tmp_path / "none").exists()
+    out = tmp_path / "run"
+    out.mkdir()
+    runlog.write_config(out, TINY.replace(out=str(out), lr=1e-3))
+    with pytest.raises(InvalidInput, match=r"^resume: .*lr is 0\.002, the run has 0\.001"):
+        run(TINY.replace(out=str(out), resume=True, lr=2e-3))
+    with pytest.raises(InvalidInput, match="^resume: .*write=True"):
+        run(TINY.replace(out=str(out), resume=True, lr=1e-3), write=False)
+
+
+@pytest.mark.parametrize("algo", ["a2c", "a3c", "q1", "sarsa", "nq"])
+@pytest.mark.parametrize("env", ["CartPole-v1", "Pendulum-v1", "Breakout-MinAtar"])
+def test_every_algorithm_and_action_space_pair_is_accepted_or_refused(algo, env):
+    from a3c_jax.algorithm import make_algorithm
+    from a3c_jax.defaults import resolve
+
+    import jax
+
+    config = Config(algo=algo, env=env, hidden=(8,), progress=False)
+    if algo in ("q1", "sarsa", "nq") and env == "Pendulum-v1":
+        with pytest.raises(ValueError, match=f"^algo {algo} needs a discrete action space, "
+                                             f"and env Pendulum-v1 has continuous"):
+            config.validate()
+        return
+    config = resolve(config.validate())
+    algorithm = make_algorithm(config, 2)        # builds, and initialises without compiling
+    assert jax.tree.leaves(algorithm.init_params(jax.random.key(0)))
+
+
+def test_unsendable_loss_fn_is_refused_before_any_work(tmp_path, monkeypatch):
+    out = tmp_path / "run"
+    cfg = TINY.replace(algo="a3c", backend="processes", out=str(out))
+    with pytest.raises(InvalidInput, match="^loss_fn: .*lambda.* cannot be sent to worker "
+                                           "processes.*--backend threads"):
+        run(cfg, loss_fn=lambda *a: None)
+
+    def notebook_loss(params, apply_fn, traj, cfg):
+        return 0.0, {}
+
+    notebook_loss.__module__ = "__main__"
+    notebook_loss.__qualname__ = "notebook_loss"
+    monkeypatch.setitem(sys.modules, "__main__", types.ModuleType("__main__"))  # no __file__
+    monkeypatch.setattr(sys.modules["__main__"], "notebook_loss", notebook_loss, raising=False)
+    with pytest.raises(InvalidInput, match="^loss_fn: notebook_loss is defined in a notebook"):
+        run(cfg, loss_fn=notebook_loss)
+    assert not out.exists()
+
+
+def test_run_json_and_curves_of_a_tiny_run(tmp_path):
+    out = tmp_path / "run"
+    seen = Collect()
+    result = run(TINY.replace(out=str(out), checkpoint_s=0.0), subscribers=[seen])
+    info = json.loads((out / "run.json").read_text())
+    assert info["status"] == "completed" and info["signal"] is None and info["error"] is None
+    for key in ("started", "ended", "a3c_jax", "git_commit", "python", "jax", "jaxlib",
+                "device", "cpu_count", "argv", "pid", "host"):
+        assert key in info, key
+    assert info["jax"] and info["device"]["count"] >= 1 and info["cpu_count"] == os.cpu_count()
+    assert seen.seen == result.rows and len(result.rows) > 1   # subscribers see every row
+    assert runlog.read_csv(out / "metrics.csv")[-1]["env_steps"] == "200"
+    assert (out / "checkpoint.msgpack").exists()
+    with pytest.raises(InvalidInput, match="already holds a run"):
+        run(TINY.replace(out=str(out)))
+
+
+class Collect:
+    """A subscriber: any object with ``rows(rows)``."""
+
+    def __init__(self):
+        self.seen = []
+
+    def rows(self, rows):
+        self.seen += rows
+
+
+# --- rows by env steps or by time ------------------------------------------------------------
+
+def test_rows_close_by_env_steps_or_by_time():
+    rs = [rec(0, 10, 0.1, 1, 5.0, 1), rec(0, 20, 0.2, 2), rec(0, 30, 2.5, 3, 7.0, 1),
+          rec(0, 40, 2.6, 4), rec(0, 110, 2.7, 5, 9.0, 1)]
+    by_steps = binning.bin_records(binning.RowBuilder("a3c", 0, 100, 0.0), rs)
+    assert [r["env_steps"] for r in by_steps] == [40, 110]
+    assert by_steps[0]["episode_return"] == 6.0 and by_steps[0]["episodes"] == 2
+    by_time = binning.bin_records(binning.RowBuilder("a3c", 0, 100, 2.0), rs)
+    assert [r["env_steps"] for r in by_time] == [20, 40, 110]   # 2.5 s >= 0.1 s + 2 s
+    assert [r["episode_return"] for r in by_time][:2] == [5.0, 7.0]
+
+
+def test_streamed_rows_equal_rows_binned_afterwards():
+    rng = random.Random(0)
+    per = [[], [], []]
+    order = []
+    for v, t in enumerate(range(5, 3000, 5), start=1):   # claims interleave over workers
+        w = rng.randrange(3)
+        order.append(rec(w, t, t / 100 + rng.random() * 0.01, v, rng.random(), rng.random()))
+    cfg = Config(algo="a3c", log_interval=100, log_seconds=0.5)
+    offline = records.rows_from_records(cfg, 0, order)
+    got = []
+    streamed = binning.StreamBinner(per, records.row_builder(cfg, 0), got.extend)
+    queues = [[r for r in order if r.worker == w] for w in range(3)]
+    while any(queues):   # each worker reports in its own order, workers in random order
+        w = rng.choice([w for w in range(3) if queues[w]])
+        k = rng.randrange(1, 4)
+        per[w] += queues[w][:k]
+        queues[w] = queues[w][k:]
+        streamed.poll()
+    streamed.finish()
+    assert got == offline and len(offline) > 30   # 30 intervals, split by the 0.5 s rule
+
+
+def test_csv_appender_appends_whole_lines_and_repair_cuts_a_torn_one(tmp_path):
+    app = rowsink.CsvAppender(tmp_path, flush_s=3600)
+    app.rows([{"algo": "a2c", "seed": 0, "env_steps": 10}])
+    app.updates([{"seed": 0, "worker": 1, "update": 0}])
+    assert len(runlog.read_csv(tmp_path / "metrics.csv")) == 1
+    assert not (tmp_path / "updates.csv").exists()          # update rows wait for a flush
+    app.rows([{"algo": "a2c", "seed": 0, "env_steps": 20}])
+    app.close()
+    assert [r["env_steps"] for r in runlog.read_csv(tmp_path / "metrics.csv")] == ["10", "20"]
+    assert runlog.read_csv(tmp_path / "updates.csv")[0]["worker"] == "1"
+    with open(tmp_path / "metrics.csv", "a") as f:
+        f.write("a2c,0,3")                                   # a write cut short
+    rowsink.repair_csv(tmp_path / "metrics.csv")
+    assert [r["env_steps"] for r in runlog.read_csv(tmp_path / "metrics.csv")] == ["10", "20"]
+
+
+# --- signals ---------------------------------------------------------------------------------
+
+def test_first_signal_is_recorded_and_a_second_exits_at_once():
+    with signals.RunSignals() as sig:
+        os.kill(os.getpid(), signal.SIGTERM)
+        assert sig.received == signal.SIGTERM and sig.stop_requested
+        with pytest.raises(signals.Interrupted):
+            sig.check()
+    code = ("import os, signal, time\n"
+            "from a3c_jax import signals\n"
+            "with signals.RunSignals(on_second=lambda s: print('second', s, flush=True)):\n"
+            "    os.kill(os.getpid(), signal.SIGTERM)\n"
+            "    os.kill(os.getpid(), signal.SIGINT)\n"
+            "    time.sleep(30)\n"
+            "print('not reached')\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120, env=dict(os.environ, JAX_PLATFORMS="cpu"))
+    assert proc.returncode == 130 and "second 2" in proc.stdout, proc
+    assert "not reached" not in proc.stdout and "SIGINT again" in proc.stderr
+    assert signals.exit_code(signal.SIGTERM) == 143 and signals.exit_code(None) == 130
+
+
+def test_sync_rows_by_time_when_env_step_rows_are_far_apart():
+    result = run(TINY.replace(total_steps=60_000, log_interval=60_000, log_seconds=0.05),
+                 write=False)
+    steps = [r["env_steps"] for r in result.rows]
+    walls = [r["wall_time_s"] for r in result.rows]
+    assert len(steps) > 2 and steps == sorted(set(steps)) and steps[-1] == 60_000
+    assert all(b - a >= 0.05 for a, b in zip(walls[:-2], walls[1:-1]))   # by time, not sooner
+
+
+def test_plot_runs_refuses_bad_input_before_writing(tmp_path, capsys):
+    from a3c_jax.commands import plot_runs
+
+    out = tmp_path / "plot"
+    assert plot_runs.main(["--out", str(out)]) == 2
+    assert plot_runs.main([str(tmp_path / "nothing"), "--out", str(out)]) == 2
+    with pytest.raises(SystemExit) as stat:
+        plot_runs.main([str(tmp_path), "--stat", "median", "--out", str(out)])
+    assert stat.value.code == 2
+    err = capsys.readouterr().err
+    assert "give at least one run directory" in err and "no metrics.csv" in err
+    assert "median" in err and "Traceback" not in err
+    assert not out.exists()
+
+
+def test_a_failed_run_exits_1_and_run_json_holds_the_error(tmp_path, monkeypatch, capsys):
+    from a3c_jax.commands import train
+    from a3c_jax.shared import SharedStore
+    from a3c_jax.worker import AsyncWorker
+
+    class Failing(SharedStore):
+        def apply(self, grad, snap, local, t=None):
+            if self.version >= 20:
+                raise FloatingPointError("injected failure")
+            return super().apply(grad, snap, local, t)
+
+    real = AsyncWorker.make_store
+
+    def failing_store(worker, seed):
+        base = real(worker, seed)
+        return Failing(base.params, base.opt, base.mode)
+
+    monkeypatch.setattr(AsyncWorker, "make_store", failing_store)
+    out = tmp_path / "run"
+    assert train.main(["--algo", "a3c", "--hidden", "8", "--total-steps", "1000000", "--out",
+                       str(out), "--no-progress"]) == 1
+    assert "injected failure" in capsys.readouterr().err
+    info = json.loads((out / "run.json").read_text())
+    assert info["status"] == "failed" and "FloatingPointError: injected failure" in info["error"]
+    assert len(runlog.read_csv(out / "updates.csv")) >= 20   # what it gathered is kept
+
+
+def test_multi_run_commands_check_every_run_directory_before_the_first_trains(tmp_path,
+                                                                            capsys):
+    from a3c_jax.commands import compare
+
+    (tmp_path / "a2c").mkdir()
+    (tmp_path / "a2c" / "config.json").write_text("{}")   # A2C's directory holds a run
+    args = ["--out", str(tmp_path), "--total-steps", "2000", "--seeds", "0", "--no-progress"]
+    assert compare.main(args) == 2                          # refused before A3C trained
+    assert "--overwrite" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a2c"]
+
+
+@pytest.mark.parametrize("field,value", [("log_seconds", -1.0), ("log_seconds", float("nan")),
+                                         ("checkpoint_s", float("inf")), ("overwrite", "yes"),
+                                         ("resume", 1)])
+def test_validate_names_a_bad_run_option(field, value):
+    with pytest.raises(ValueError, match=f"^{field} must be"):
+        TINY.replace(**{field: value}).validate()
