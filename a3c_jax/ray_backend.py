@@ -7,8 +7,10 @@
   the per-worker optimiser state (``rmsprop_local``, ``sgd``) so a write needs only the gradient.
 * Each worker is a Ray actor that builds the same ``AsyncWorker`` from the resolved config,
   compiles its jitted step and runs the *same* worker loop as the other backends against
-  ``StoreClient``, a proxy whose calls are actor calls: one call writes the last update and
-  claims and reads the next (target copies happen in the server, inside the claim).
+  ``ray_client.StoreClient``, a proxy whose calls are actor calls. It is pipelined: while a
+  segment runs, one call in flight writes the previous gradient and claims and reads the next
+  segment's parameters (target copies happen in the server, inside the claim), so the round
+  trip hides behind the compute and staleness grows by about one (recorded).
 * ``RayLaunch`` is the backend interface the supervisor polls (``a3c_jax.supervisor``).
 * ``--backend ray`` without ``--ray-address`` starts a local Ray instance; with one it joins
   that cluster (its nodes need this package installed, e.g. through a Ray runtime_env).
@@ -27,16 +29,9 @@ from a3c_jax.config import Config
 from a3c_jax.optim import OptSpec
 from a3c_jax.records import UpdateRecord
 from a3c_jax.resume import build_worker, restore_store, store_state, worker_points
+from a3c_jax.ray_client import StoreClient, _ray
 from a3c_jax.shared import SharedStore
 from a3c_jax.worker import AsyncWorker, WorkerError
-
-
-def _ray():
-    try:
-        import ray
-    except ImportError as err:  # pragma: no cover - exercised where ray is absent
-        raise ImportError("the ray backend needs Ray: pip install 'a3c_jax[ray]'") from err
-    return ray
 
 
 class ParameterServer:
@@ -73,6 +68,10 @@ class ParameterServer:
         """One round trip per update: write this update, then claim and read the next."""
         return self.apply(worker, grad, snap, t), self.claim_and_read(n, budget, interval)
 
+    def claim_after(self, result, n: int, budget: int, interval: int = 0):
+        """``claim_and_read`` shaped as ``apply_and_claim``'s answer (no write to report)."""
+        return result, self.claim_and_read(n, budget, interval)
+
     def update_target(self) -> None:
         self.store.update_target()
 
@@ -95,61 +94,6 @@ class ParameterServer:
         restore_store(self.store, state)
 
 
-class StoreClient:
-    """What the worker loop sees as its store; each method is a call to the server."""
-
-    def __init__(self, server, worker: int):
-        self.server, self.worker = server, worker
-        self._pending = None
-        self._next: tuple | None = None   # claim made together with the last write
-        self._claim_args: tuple[int, int, int] | None = None
-
-    def claim_steps(self, n: int, budget: int, target_interval: int = 0):
-        args = (n, budget, target_interval)
-        if self._next is not None:   # claimed with the last write (its size may differ from
-            got, self._next = self._next[0], None   # n: the loop counts what it was given)
-        else:
-            got = _ray().get(self.server.claim_and_read.remote(*args))
-        self._claim_args = args
-        if got is None:
-            return None
-        claim, self._pending = got
-        return claim
-
-    def read(self):
-        snap, self._pending = self._pending, None
-        if snap is None:
-            raise RuntimeError("read() must follow claim_steps() on the ray store client")
-        return snap
-
-    def new_local_state(self):
-        return None  # kept by the server, per worker
-
-    def apply(self, grad, snap, local, t=None):
-        if self._claim_args is None:
-            return _ray().get(self.server.apply.remote(self.worker, np.asarray(grad), snap, t))
-        record, nxt = _ray().get(self.server.apply_and_claim.remote(
-            self.worker, np.asarray(grad), snap, t, *self._claim_args))
-        self._next = (nxt,)
-        return record
-
-    def protect(self, start: int, stop: int) -> None:
-        _ray().get(self.server.protect.remote(start, stop))
-
-    def merge_stats(self, start: int, batch) -> None:
-        _ray().get(self.server.merge_stats.remote(start, np.asarray(batch)))
-
-    def update_target(self) -> None:
-        _ray().get(self.server.update_target.remote())
-
-    def read_target(self) -> np.ndarray:
-        return _ray().get(self.server.read_target.remote())
-
-    @property
-    def T(self) -> int:
-        return _ray().get(self.server.status.remote())[0]
-
-
 class Worker:
     """One actor-learner; ``run`` returns its number of update records."""
 
@@ -163,7 +107,9 @@ class Worker:
 
     def run(self, server, t0: float) -> int:
         self.records: list = []
-        loop = self.runner.loop(self.worker, self.seed, StoreClient(server, self.worker),
+        client = StoreClient(server, self.worker,
+                             send_params=self.runner.config.store_mode == "overwrite")
+        loop = self.runner.loop(self.worker, self.seed, client,
                                 lambda: time.time() - t0, self.records)
         loop(threading.Event())
         return len(self.records)

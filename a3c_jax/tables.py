@@ -109,6 +109,42 @@ def scaling_table(table: pd.DataFrame, x: str = "total_envs", group: str = "algo
     return pd.concat(parts, ignore_index=True) if parts else table.copy()
 
 
+def _ratio_ci(num: np.ndarray, den: np.ndarray, n_boot: int, ci: float, seed: int
+              ) -> tuple[float, float]:
+    """Percentile bootstrap of mean(num) / mean(den), each side's seeds resampled apart."""
+    num, den = num[np.isfinite(num)], den[np.isfinite(den)]
+    if num.size == 0 or den.size == 0:
+        return np.nan, np.nan
+    rng = np.random.default_rng(seed)
+    a = num[rng.integers(0, num.size, (n_boot, num.size))].mean(1)
+    b = den[rng.integers(0, den.size, (n_boot, den.size))].mean(1)
+    alpha = (1.0 - ci) / 2.0
+    lo, hi = np.quantile(a / b, [alpha, 1.0 - alpha])
+    return float(lo), float(hi)
+
+
+def speedup_intervals(seeds: pd.DataFrame, table: pd.DataFrame, x: str = "total_envs",
+                      group: str = "algo", by: str = "method", n_boot: int = 2000,
+                      ci: float = 0.95) -> pd.DataFrame:
+    """``table`` (``scaling_table``'s) with bootstrapped ``ci`` intervals of its speedups over
+    seeds (``per_seed`` rows): ``speedup_lo/hi`` (time to the threshold, over the seeds that
+    reached it) and ``throughput_speedup_lo/hi`` (env steps per second)."""
+    out = table.copy()
+    for col in ("speedup_lo", "speedup_hi", "throughput_speedup_lo", "throughput_speedup_hi"):
+        out[col] = np.nan
+    for _, g in out.groupby(group, sort=True):
+        base = seeds[seeds[by] == g.sort_values(x).iloc[0][by]]
+        for i, row in g.iterrows():
+            mine = seeds[seeds[by] == row[by]]
+            out.loc[i, ["speedup_lo", "speedup_hi"]] = _ratio_ci(
+                base["seconds_to_threshold"].to_numpy(float),
+                mine["seconds_to_threshold"].to_numpy(float), n_boot, ci, 0)
+            out.loc[i, ["throughput_speedup_lo", "throughput_speedup_hi"]] = _ratio_ci(
+                mine["env_steps_per_s"].to_numpy(float),
+                base["env_steps_per_s"].to_numpy(float), n_boot, ci, 1)
+    return out
+
+
 def lr_table(sweep: pd.DataFrame, by: str = "algo") -> pd.DataFrame:
     """Summary of a learning-rate sweep (one row per run and seed, columns ``by``, ``lr``,
     ``final_return``): per group, the number of runs, the mean, median and max final return,

@@ -16,7 +16,9 @@ budget, each iteration:
   4. writes the update into the store: the optimiser step (``optim.apply_in_place``, shared
      RMSProp by default) is applied to the shared values as they are at write time, with the
      learning rate at T_before; observation statistics, if any, are merged exactly;
-  5. appends an ``UpdateRecord`` (versions read and written, staleness, metrics).
+  5. appends an ``UpdateRecord`` (versions read and written, staleness, metrics). A
+     pipelined store (the Ray backend's client) returns the write's result one update later:
+     the record is appended then, in order, and the last one when the loop ends.
 
 Segments: by default (``--segments fixed``) they have a fixed length t_max and may cross an
 episode end (returns and targets are cut at the boundary); ``--segments until-terminal`` ends
@@ -27,6 +29,8 @@ E > 1 environments.
 """
 
 from __future__ import annotations
+
+import collections
 
 import time
 from typing import Callable
@@ -137,7 +141,28 @@ class AsyncWorker:
         layout, step = self.layout, self.step
         now = time.perf_counter
 
+        waiting: collections.deque = collections.deque()   # updates whose write is in flight
+
+        def emit(results) -> None:
+            for rec in results:   # write results, in the order of this worker's writes
+                u_, after_, t_, metrics = waiting.popleft()
+                records.append(UpdateRecord(worker, u_, after_, t_, rec.version_read,
+                                            rec.version_written, rec.staleness, *metrics))
+
         def loop(stop):
+            try:
+                run(stop)
+            except BaseException:
+                if waiting and hasattr(store, "flush"):
+                    try:   # the records of writes that were in flight, where they can be had
+                        emit(store.flush())
+                    except Exception:  # noqa: BLE001 - the loop's own error is the one to raise
+                        pass
+                raise
+            if waiting and hasattr(store, "flush"):   # a pipelined store's last write
+                emit(store.flush())
+
+        def run(stop):
             actor, key = self.init_actor(seed, worker)
             local = store.new_local_state()
             if layout.stats is not None:
@@ -164,9 +189,10 @@ class AsyncWorker:
                 if layout.stats is not None:
                     store.merge_stats(layout.stats[0], res.stats)
                 t4 = now()
-                records.append(UpdateRecord(
-                    worker, u, after, clock(), rec.version_read, rec.version_written,
-                    rec.staleness, *layout.metrics_list(out_host)))
+                waiting.append((u, after, clock(), layout.metrics_list(out_host)))
+                # a pipelined store (Ray) answers None: the write completes while the next
+                # segment runs, and ``completed()`` hands its result over later
+                emit([rec] if rec is not None else store.completed())
                 u += 1
                 if profile is not None:
                     profile[:] += (t1 - t0 + now() - t4, t2 - t1, t3 - t2, t4 - t3, 1.0)

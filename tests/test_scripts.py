@@ -123,19 +123,53 @@ def test_lr_sweep_vmaps_a_traced_learning_rate_exactly():
 
 def test_scaling_writes_table_and_plot(tmp_path):
     proc = script("scaling.py", "--workers", "1", "2", "--algos", *ALGOS, "--threshold", "20",
-                  "--out", str(tmp_path), *TINY)
+                  "--seeds", "0", "1", "--out", str(tmp_path), *TINY)
     assert f"os.cpu_count() = {os.cpu_count()}" in proc.stdout
     table = pd.read_csv(tmp_path / "scaling.csv")
-    for col in ("method", "algo", "total_envs", "steps_to_threshold", "seconds_to_threshold",
-                "speedup", "env_steps_per_s", "throughput_speedup"):
+    for col in ("method", "family", "total_envs", "steps_to_threshold", "seconds_to_threshold",
+                "speedup", "speedup_lo", "speedup_hi", "env_steps_per_s",
+                "throughput_speedup", "throughput_speedup_lo", "throughput_speedup_hi"):
         assert col in table.columns, col
-    assert len(table) == 2 * len(ALGOS)
-    for _, g in table.groupby("algo"):
-        assert g.sort_values("total_envs")["throughput_speedup"].iloc[0] == 1.0
-    assert "speedup" in (tmp_path / "scaling.md").read_text()
+    assert sorted(table["family"].unique()) == ["a2c", "a3c threads"]
+    assert len(table) == 2 * 2
+    for _, g in table.groupby("family"):
+        g = g.sort_values("total_envs")
+        assert g["throughput_speedup"].iloc[0] == 1.0
+        # two seeds: the interval holds the estimate, and the baseline's own ratio is
+        # resampled against itself (an interval around 1)
+        assert (g["throughput_speedup_lo"] <= g["throughput_speedup"] + 1e-9).all()
+        assert (g["throughput_speedup"] <= g["throughput_speedup_hi"] + 1e-9).all()
+        assert g["throughput_speedup_lo"].iloc[0] <= 1.0 <= g["throughput_speedup_hi"].iloc[0]
+    md = (tmp_path / "scaling.md").read_text()
+    assert "speedup" in md and "[" in md and "bootstrap" in md
     assert (tmp_path / "scaling.png").read_bytes()[:4] == b"\x89PNG"
     for d in ["a3c_W1", "a3c_W2", "a2c_N1", "a2c_N2"]:
         assert (tmp_path / d / "metrics.csv").exists(), d
+
+
+def test_scaling_keeps_each_backend_apart():
+    from a3c_jax.commands import scaling
+
+    out = Path("o")
+    assert scaling.run_dir(out, "a3c", 4, 1) == out / "a3c_W4"
+    assert scaling.run_dir(out, "a3c", 4, 1, "processes") == out / "a3c_processes_W4"
+    assert scaling.run_dir(out, "a2c", 4, 2, "sync") == out / "a2c_N8"
+    assert [scaling.family({"algo": a, "backend": b}) for a, b in
+            [("a3c", "threads"), ("a3c", "processes"), ("a2c", "sync")]] == [
+        "a3c threads", "a3c processes", "a2c"]
+
+
+def test_speedup_intervals_bootstrap_each_side_over_seeds():
+    seeds = pd.DataFrame({
+        "method": ["w1"] * 4 + ["w2"] * 4,
+        "seconds_to_threshold": [10.0, 10.0, 10.0, 10.0, 5.0, 5.0, 4.0, 6.0],
+        "env_steps_per_s": [100.0, 100.0, 100.0, 100.0, 150.0, 150.0, 150.0, 150.0]})
+    table = pd.DataFrame({"method": ["w1", "w2"], "algo": ["a3c", "a3c"], "total_envs": [1, 2],
+                          "speedup": [1.0, 2.0], "throughput_speedup": [1.0, 1.5]})
+    out = tables.speedup_intervals(seeds, table)
+    w2 = out.set_index("method").loc["w2"]
+    assert w2["throughput_speedup_lo"] == pytest.approx(1.5) == w2["throughput_speedup_hi"]
+    assert 10 / 6 - 1e-9 <= w2["speedup_lo"] < 2.0 < w2["speedup_hi"] <= 10 / 4 + 1e-9
 
 
 def _check_eval(path: Path, mode: str, episodes: int) -> None:

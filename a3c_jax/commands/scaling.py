@@ -18,6 +18,7 @@ measures contention, not parallelism.
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import sys
 from pathlib import Path
@@ -31,10 +32,10 @@ from a3c_jax.config import Config, OptimizerName, StoreMode
 from a3c_jax.commands import refused
 from a3c_jax.runner import run
 
-TABLE_COLUMNS = ("method", "algo", "workers", "envs_per_worker", "total_envs", "seeds",
+TABLE_COLUMNS = ("method", "family", "workers", "envs_per_worker", "total_envs", "seeds",
                  "reached", "steps_to_threshold", "seconds_to_threshold", "speedup",
-                 "env_steps_per_s", "throughput_speedup", "steps_ratio",
-                 "staleness")
+                 "speedup_lo", "speedup_hi", "env_steps_per_s", "throughput_speedup",
+                 "throughput_speedup_lo", "throughput_speedup_hi", "steps_ratio", "staleness")
 
 DEFAULTS = Config()
 
@@ -62,6 +63,8 @@ class Args:
     """Smoothing window as a fraction of total_steps (tables and the early stop alike)."""
     algos: tuple[Literal["a3c", "a2c"], ...] = ("a3c", "a2c")
     """Which algorithms to run."""
+    backends: tuple[Literal["threads", "processes"], ...] = ("threads",)
+    """A3C backends, each with its own speedups (threads share the GIL; processes do not)."""
     t_max: int = DEFAULTS.t_max
     """Segment length."""
     lr: float | None = DEFAULTS.lr
@@ -78,8 +81,25 @@ class Args:
     """Replace earlier runs under OUT (without it, an existing one is refused)."""
 
 
-def run_dir(out: Path, algo: str, workers: int, envs_per_worker: int) -> Path:
-    return out / (f"a3c_W{workers}" if algo == "a3c" else f"a2c_N{workers * envs_per_worker}")
+def run_dir(out: Path, algo: str, workers: int, envs_per_worker: int,
+            backend: str = "threads") -> Path:
+    if algo == "a2c":
+        return out / f"a2c_N{workers * envs_per_worker}"
+    return out / (f"a3c_W{workers}" if backend == "threads" else f"a3c_{backend}_W{workers}")
+
+
+def family(config: dict) -> str:
+    """The group a run's speedup is relative to: 'a2c', 'a3c threads', 'a3c processes'."""
+    return "a2c" if config["algo"] == "a2c" else f"a3c {config['backend']}"
+
+
+def readable(table):
+    """The scaling table with each interval folded into its cell: '1.52 [1.31, 1.75]'."""
+    t = table.drop(columns=[c for c in table.columns if c.endswith(("_lo", "_hi"))])
+    for col in ("speedup", "throughput_speedup"):
+        t[col] = [f"{tables.fmt_cell(v)} [{tables.fmt_cell(lo)}, {tables.fmt_cell(hi)}]"
+                  for v, lo, hi in zip(table[col], table[f"{col}_lo"], table[f"{col}_hi"])]
+    return t
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -98,8 +118,10 @@ def main(argv: list[str] | None = None) -> int:
     for w in args.workers:
         pair = matched_pair(base, w, args.envs_per_worker)
         for algo in args.algos:
-            d = str(run_dir(out, algo, w, args.envs_per_worker))
-            configs.append(pair[algo].replace(out=d))
+            for b in (args.backends if algo == "a3c" else ("sync",)):
+                c = pair[algo] if algo == "a2c" else pair[algo].replace(backend=b)
+                configs.append(c.replace(out=str(run_dir(out, algo, w, args.envs_per_worker,
+                                                         b))))
     def check() -> None:
         for c in configs:
             c.validate()
@@ -120,20 +142,29 @@ def main(argv: list[str] | None = None) -> int:
             interrupted = signals.exit_code_of(result.extras.get("signal"))
             break
 
-    df = analysis.load_runs([d for d in done if (d / "metrics.csv").exists()])
+    dirs = [d for d in done if (d / "metrics.csv").exists()]
+    configs_of = {d: json.loads((d / "config.json").read_text()) for d in dirs}
+    labels = [f"{family(configs_of[d])} {analysis.method_label(configs_of[d]).split(' ', 1)[1]}"
+              for d in dirs]
+    family_of = {lab: family(configs_of[d]) for lab, d in zip(labels, dirs)}
+    df = analysis.load_runs(dirs, labels)
     if df.empty:
         print("error: no metrics", file=sys.stderr)
         return interrupted or 1
     summary = tables.summary_table(df, threshold=args.threshold, window_frac=args.window_frac)
-    table = tables.scaling_table(summary, x="total_envs", group="algo")
-    table = table[list(TABLE_COLUMNS)]
+    summary["family"] = summary["method"].map(family_of)
+    table = tables.scaling_table(summary, x="total_envs", group="family")
+    seeds = tables.per_seed(df, args.threshold, window_frac=args.window_frac)
+    table = tables.speedup_intervals(seeds, table, group="family")[list(TABLE_COLUMNS)]
     runlog.atomic_write_text(out / "scaling.csv", table.to_csv(index=False))
-    note = (f"\nSpeedup: wall-clock seconds to reach {args.threshold:g} (smoothed return) "
-            "relative to the smallest setting of the same algorithm; throughput speedup: env "
-            f"steps per second. Measured on a machine with os.cpu_count() = {cores}.\n")
-    md = tables.to_markdown(table)
+    note = (f"\nSpeedup: mean wall-clock seconds to reach {args.threshold:g} (smoothed "
+            "return) of the smallest setting of the same family over this setting's; "
+            "throughput speedup: env steps per second over the smallest setting's; "
+            f"[95% bootstrap intervals over seeds]. Measured on a machine with "
+            f"os.cpu_count() = {cores}.\n")
+    md = tables.to_markdown(readable(table))
     runlog.atomic_write_text(out / "scaling.md", md + note)
-    fig = plotting.plot_scaling(table, out / "scaling.png",
+    fig = plotting.plot_scaling(table, out / "scaling.png", group="family",
                                 title=f"{args.env}: scaling on {cores} cores "
                                       f"({analysis.seeds_label(len(args.seeds))})")
     print()
