@@ -40,7 +40,7 @@ from a3c_jax import (combine, exploration, losses, networks, normalization, opti
                      reward_norm, rollout, value_losses)
 from a3c_jax.config import VALUE_ALGOS, Config
 from a3c_jax.defaults import require_resolved
-from a3c_jax.envs import Env
+from a3c_jax.envs import Env, make_env
 
 VALUE_LOSSES: dict[str, Callable] = {
     "q1": value_losses.q_learning_segment_loss,
@@ -185,7 +185,7 @@ def make_algorithm(config: Config, num_envs: int, loss_fn: Callable | None = Non
                    ) -> Algorithm:
     """The ``Algorithm`` of a resolved ``config`` on ``num_envs`` environments."""
     require_resolved(config, "make_algorithm")
-    env = Env(config.env, num_envs)
+    env = make_env(config.env, num_envs, config, training=True)
     if config.algo in VALUE_ALGOS:
         network = networks.make_q_network(config, env)
         default = VALUE_LOSSES[config.algo]

@@ -10,6 +10,34 @@ import math
 VALUE_ALGOS = ("q1", "sarsa", "nq")
 
 
+def check_ranges(config) -> None:
+    """The ranges of the numeric fields (auto fields only once they are set)."""
+    if config.lr is not None and config.lr <= 0:
+        raise ValueError(f"lr must be positive, got {config.lr!r}")
+    if config.gamma is not None and not 0.0 <= config.gamma <= 1.0:
+        raise ValueError(f"gamma must lie in [0, 1], got {config.gamma!r}")
+    if not 0.0 <= config.gae_lambda <= 1.0:
+        raise ValueError(f"gae_lambda must lie in [0, 1], got {config.gae_lambda!r}")
+    if not 0.0 <= config.rms_decay < 1.0:
+        raise ValueError(f"rms_decay must lie in [0, 1), got {config.rms_decay!r}")
+    if config.rms_eps <= 0:
+        raise ValueError(f"rms_eps must be positive, got {config.rms_eps!r}")
+    if not 0.0 <= config.momentum < 1.0:
+        raise ValueError(f"momentum must lie in [0, 1), got {config.momentum!r}")
+    for name in ("max_grad_norm", "value_coef", "entropy_coef"):
+        if getattr(config, name) is not None and getattr(config, name) < 0:
+            raise ValueError(f"{name} must be >= 0, got {getattr(config, name)!r}")
+    if config.reward_scale is not None and config.reward_scale <= 0:
+        raise ValueError(f"reward_scale must be positive, got {config.reward_scale!r}")
+    if not 0.0 <= config.repeat_action_probability <= 1.0:
+        raise ValueError("repeat_action_probability must lie in [0, 1], got "
+                         f"{config.repeat_action_probability!r}")
+    for name, low in (("noop_max", 0), ("max_episode_frames", 1)):
+        value = getattr(config, name)
+        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
+
+
 def check_run_options(config) -> None:
     for name in ("log_seconds", "checkpoint_s"):
         value = getattr(config, name)
@@ -23,6 +51,9 @@ def check_run_options(config) -> None:
         raise ValueError("overwrite and resume exclude each other: overwrite clears the run "
                          "directory, resume continues it")
     check_action_space(config)
+    if config.resume and config.is_sync and config.env.startswith("ALE/"):
+        raise ValueError("resume: a synchronous run on an Atari game cannot be resumed (its "
+                         "emulators' state is not saved); start it again")
 
 
 def check_action_space(config) -> None:

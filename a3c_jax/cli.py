@@ -33,7 +33,8 @@ from a3c_jax.config import Config
 GROUPS: dict[str, tuple[str, tuple[str, ...]]] = {
     "environment": ("The environment, the budget per seed and the seeds.",
                     ("env", "total_steps", "seeds", "num_envs", "vmap_seeds", "stop_return",
-                     "stop_window")),
+                     "stop_window", "repeat_action_probability", "life_loss_terminal",
+                     "reward_clip", "noop_max", "max_episode_frames")),
     "algorithm": ("The method and its loss.",
                   ("algo", "t_max", "segments", "combine", "gamma", "gae_lambda", "value_coef",
                    "entropy_coef", "reward_scale", "reward_norm", "adv_norm", "obs_norm",

@@ -24,7 +24,7 @@ OptimizerName = Literal["rmsprop", "rmsprop_local", "sgd", "sgd_paper"]
 Segments = Literal["fixed", "until-terminal"]
 Combine = Literal["sum", "step-mean", "env-mean"]
 StoreMode = Literal["hogwild", "locked", "overwrite"]
-Torso = Literal["auto", "mlp", "conv"]
+Torso = Literal["auto", "mlp", "conv", "atari"]
 Backend = Literal["threads", "processes", "ray", "sync", "emulated"]
 
 VALUE_ALGOS = ("q1", "sarsa", "nq")
@@ -141,6 +141,19 @@ class Config:
     """Q methods: copy the target parameters every I_target global steps; None (auto): 1000
     for q1 / sarsa / nq (ours, tuned on CartPole-v1)."""
 
+    repeat_action_probability: float = 0.0
+    """Atari (ALE/... ids): sticky actions, the chance the emulator repeats the last action
+    each frame; 0 is the paper's, 0.25 Machado et al.'s (gymnasium's v5 default)."""
+    life_loss_terminal: bool = True
+    """Atari: a lost life ends the training episode (the paper's; the game goes on and
+    evaluation plays whole games)."""
+    reward_clip: bool = True
+    """Atari: train on rewards clipped to their sign (the paper's); returns stay scores."""
+    noop_max: int = 30
+    """Atari: up to this many no-op actions at each game's start (the paper's 30)."""
+    max_episode_frames: int = 108_000
+    """Atari: emulator frames before a game is truncated (4 per agent step; 30 minutes)."""
+
     stop_return: float = 0.0
     """Stop a seed early once its smoothed return (episode-weighted mean over the last
     ``stop_window`` env steps) reaches this value; 0 disables. Useful for time-to-score runs."""
@@ -229,23 +242,9 @@ class Config:
                 continue
             if not math.isfinite(value):
                 raise ValueError(f"{name} must be finite, got {value!r}")
-        if self.lr is not None and self.lr <= 0:
-            raise ValueError(f"lr must be positive, got {self.lr!r}")
-        if self.gamma is not None and not 0.0 <= self.gamma <= 1.0:
-            raise ValueError(f"gamma must lie in [0, 1], got {self.gamma!r}")
-        if not 0.0 <= self.gae_lambda <= 1.0:
-            raise ValueError(f"gae_lambda must lie in [0, 1], got {self.gae_lambda!r}")
-        if not 0.0 <= self.rms_decay < 1.0:
-            raise ValueError(f"rms_decay must lie in [0, 1), got {self.rms_decay!r}")
-        if self.rms_eps <= 0:
-            raise ValueError(f"rms_eps must be positive, got {self.rms_eps!r}")
-        if not 0.0 <= self.momentum < 1.0:
-            raise ValueError(f"momentum must lie in [0, 1), got {self.momentum!r}")
-        for name in ("max_grad_norm", "value_coef", "entropy_coef"):
-            if getattr(self, name) is not None and getattr(self, name) < 0:
-                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)!r}")
-        if self.reward_scale is not None and self.reward_scale <= 0:
-            raise ValueError(f"reward_scale must be positive, got {self.reward_scale!r}")
+        from a3c_jax import checks  # local: keeps config import light
+
+        checks.check_ranges(self)
         from a3c_jax import method_checks  # local: keeps config import light
 
         method_checks.check_method_options(self, AUTO_FIELDS)
@@ -262,8 +261,6 @@ class Config:
         if self.backend == "emulated" and self.is_async and self.segments != "fixed":
             raise ValueError(f"segments: the emulated backend runs fixed segments only (each "
                              f"update claims t_max * E env steps), got {self.segments!r}")
-        from a3c_jax import checks  # local: keeps config import light
-
         checks.check_run_options(self)
         if self.is_sync and self.optimizer == "rmsprop_local":
             raise ValueError("optimizer rmsprop_local only applies to asynchronous runs; use "

@@ -20,19 +20,24 @@ Wrapped environments are registered under their own names in ``WRAPPED_ENVS``:
 ``CartPole-x100-v1`` and ``CartPole-x0.01-v1`` are CartPole-v1 with every reward multiplied
 by 100 or 0.01 (the same task in other units: for defaults that must not depend on the scale
 of the reward).
+
+``make_env`` also builds Atari games (``ALE/Pong-v5``, ...; ``a3c_jax.atari``) behind the same
+interface.
 """
 
 from __future__ import annotations
 
 import functools
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import chex
 import gymnax
 import jax
 import jax.numpy as jnp
-from flax import struct
 from gymnax.environments import spaces
+
+from a3c_jax import atari
+from a3c_jax.env_types import EnvState, StepOut  # noqa: F401 - re-exported
 
 
 class Wrapped(NamedTuple):
@@ -58,7 +63,11 @@ def valid_env_names() -> list[str]:
 
 
 def check_env_name(name: str) -> None:
-    """Raise a ValueError listing the valid ids when ``name`` is not a known environment."""
+    """Raise a ValueError listing the valid ids when ``name`` is not a known environment
+    (``ALE/...`` ids: an Atari game, ``a3c_jax.atari``)."""
+    if atari.is_atari(name):
+        atari.check_name(name)
+        return
     if name not in gymnax.registered_envs and name not in WRAPPED_ENVS:
         raise ValueError(
             f"env: unknown environment {name!r}. Valid gymnax ids: {', '.join(valid_env_names())}")
@@ -68,34 +77,10 @@ def check_env_name(name: str) -> None:
 def is_discrete(name: str) -> bool:
     """Whether ``name``'s action space is discrete (builds the env object; compiles nothing)."""
     check_env_name(name)
+    if atari.is_atari(name):
+        return True
     env, params = gymnax.make(WRAPPED_ENVS[name].base if name in WRAPPED_ENVS else name)
     return isinstance(env.action_space(params), spaces.Discrete)
-
-
-@struct.dataclass
-class EnvState:
-    """Batched environment state plus running episode statistics."""
-
-    inner: Any
-    """gymnax state, batched."""
-    obs: jax.Array
-    """[B, *obs_shape] current observation."""
-    episode_return: jax.Array
-    """[B] return of the episode in progress."""
-    episode_length: jax.Array
-    """[B] length of the episode in progress."""
-
-
-class StepOut(NamedTuple):
-    """What one batched step reports; every field has leading dim B."""
-
-    obs: jax.Array            # next observation (reset obs where the episode ended)
-    reward: jax.Array         # float32
-    terminated: jax.Array     # bool
-    truncated: jax.Array      # bool (never True where terminated is True)
-    final_obs: jax.Array      # observation before the auto-reset; equals obs when not done
-    completed_return: jax.Array  # return of the episode that ended here, 0 elsewhere
-    completed_length: jax.Array  # its length, 0 elsewhere
 
 
 class Env:
@@ -175,5 +160,10 @@ class Env:
         return new_state, out
 
 
-def make_env(name: str, num_envs: int) -> Env:
+def make_env(name: str, num_envs: int, config=None, training: bool = False):
+    """``num_envs`` copies of ``name``: an ``Env`` (gymnax), or an ``atari.AtariEnv`` for
+    ``ALE/...`` ids with the Atari options of ``config`` (a lost life ends an episode only
+    with ``training``)."""
+    if atari.is_atari(name):
+        return atari.AtariEnv(name, num_envs, atari.AtariOptions.from_config(config, training))
     return Env(name, num_envs)

@@ -17,14 +17,11 @@ the environment's action space and the config.
 With ``obs_norm`` the network standardises its input with running statistics held in the
 non-trainable variable collection ``"obs_norm"`` (see ``a3c_jax.normalization``).
 
-The MLP torso serves vector observations. The conv torso is the paper's Atari network
-(conv 16x8x8/4, conv 32x4x4/2, dense 256) adapted to MinAtar's 10x10xC frames: the same two
-convolutions with kernels and strides scaled to the small frame (16x3x3/1, 32x3x3/1), then a
-dense 256 layer. Its convolutions are written as patch extraction and one matrix product
-(``PatchConv``, the same parameters and outputs as ``flax.linen.Conv``): on XLA:CPU the
-gradient of ``lax.conv`` inside a ``lax.scan`` or ``while`` loop runs about 7x slower than
-the same gradient outside one (measured here: 32 ms against 4.4 ms per step of the torso at a
-batch of 80), and A2C scans its updates; the patch form costs the same in and out of a loop.
+The MLP torso serves vector observations. The conv torsos (``a3c_jax.conv``) are the paper's
+Atari network (``atari``: conv 16 8x8 stride 4, conv 32 4x4 stride 2, dense 256, on uint8
+84x84x4 frames divided by 255) and the same network scaled to MinAtar's 10x10xC frames
+(``conv``: 16 3x3 and 32 3x3, stride 1, dense 256); ``auto`` picks among mlp, conv and atari
+by the observation's shape.
 """
 
 from __future__ import annotations
@@ -37,11 +34,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from a3c_jax import distributions, normalization
-
-
-def _dense(features: int, scale: float = np.sqrt(2.0)) -> nn.Dense:
-    return nn.Dense(features, kernel_init=nn.initializers.orthogonal(scale),
-                    bias_init=nn.initializers.zeros)
+from a3c_jax.conv import (ATARI_LAYERS, ConvTorso, PatchConv,  # noqa: F401 - re-exported
+                          dense as _dense)
 
 
 class MLPTorso(nn.Module):
@@ -54,76 +48,38 @@ class MLPTorso(nn.Module):
         return x
 
 
-class PatchConv(nn.Module):
-    """A VALID, stride-1 convolution as patches @ kernel: ``[..., H, W, C] -> [..., H-kh+1,
-    W-kw+1, F]``. Parameters ``kernel`` [kh, kw, C, F] and ``bias`` [F] are laid out and
-    initialised as ``flax.linen.Conv``'s, so the two are interchangeable on the same
-    variables."""
-
-    features: int
-    kernel_size: tuple[int, int] = (3, 3)
-    kernel_init: Any = nn.initializers.lecun_normal()
-
-    @nn.compact
-    def __call__(self, x: jax.Array) -> jax.Array:
-        kh, kw = self.kernel_size
-        c = x.shape[-1]
-        kernel = self.param("kernel", self.kernel_init, (kh, kw, c, self.features))
-        bias = self.param("bias", nn.initializers.zeros, (self.features,))
-        h, w = x.shape[-3] - kh + 1, x.shape[-2] - kw + 1
-        if h < 1 or w < 1:
-            raise ValueError(f"PatchConv: a {kh}x{kw} kernel does not fit a "
-                             f"{x.shape[-3]}x{x.shape[-2]} input")
-        # Channel order (i, j, c) matches kernel.reshape(kh * kw * c, F).
-        patches = jnp.concatenate([x[..., i:i + h, j:j + w, :]
-                                   for i in range(kh) for j in range(kw)], axis=-1)
-        return patches @ kernel.reshape(kh * kw * c, self.features) + bias
-
-
-class ConvTorso(nn.Module):
-    """Paper's conv torso scaled to 10x10 MinAtar frames. Input [..., H, W, C].
-    ``lax_conv`` uses ``flax.linen.Conv`` layers instead of ``PatchConv`` (the same variables;
-    for comparison, see benchmarks/conv_in_loop.py)."""
-
-    lax_conv: bool = False
-
-    def _conv(self, features: int, init, name: str) -> nn.Module:
-        if self.lax_conv:
-            return nn.Conv(features, (3, 3), padding="VALID", kernel_init=init, name=name)
-        return PatchConv(features, (3, 3), kernel_init=init, name=name)
-
-    @nn.compact
-    def __call__(self, x: jax.Array) -> jax.Array:
-        lead = x.shape[:-3]
-        x = x.reshape((-1,) + x.shape[-3:])
-        init = nn.initializers.orthogonal(np.sqrt(2.0))
-        # Named as nn.Conv would be, so checkpoints of either form load into the other.
-        x = nn.relu(self._conv(16, init, "Conv_0")(x))
-        x = nn.relu(self._conv(32, init, "Conv_1")(x))
-        x = x.reshape(x.shape[0], -1)
-        x = nn.relu(_dense(256)(x))
-        return x.reshape(lead + (256,))
-
-
 def make_torso(kind: str, hidden: Sequence[int]) -> nn.Module:
     if kind == "conv":
         return ConvTorso()
+    if kind == "atari":
+        return ConvTorso(layers=ATARI_LAYERS, scale=1.0 / 255.0)
     if kind == "mlp":
         return MLPTorso(tuple(hidden))
-    raise ValueError(f"torso must be 'mlp' or 'conv', got {kind!r}")
+    raise ValueError(f"torso must be 'mlp', 'conv' or 'atari', got {kind!r}")
+
+
+ATARI_MIN_SIZE = 36
+"""Frames at least this high and wide take the paper's Atari torso under ``auto``."""
 
 
 def resolve_torso(kind: str, obs_shape: tuple[int, ...]) -> str:
-    """'auto' picks conv for image-like observations (rank 3), mlp otherwise."""
+    """'auto' picks atari for frames of at least ``ATARI_MIN_SIZE`` pixels a side (Atari's
+    84x84x4), conv for smaller image-like observations (MinAtar's 10x10xC), mlp otherwise."""
+    image = len(obs_shape) == 3
     if kind == "auto":
-        return "conv" if len(obs_shape) == 3 else "mlp"
-    if kind == "conv" and len(obs_shape) != 3:
-        raise ValueError(f"torso: conv needs [H, W, C] observations, got shape {obs_shape}")
+        if not image:
+            return "mlp"
+        return "atari" if min(obs_shape[:2]) >= ATARI_MIN_SIZE else "conv"
+    if kind in ("conv", "atari") and not image:
+        raise ValueError(f"torso: {kind} needs [H, W, C] observations, got shape {obs_shape}")
+    if kind == "atari" and min(obs_shape[:2]) < ATARI_MIN_SIZE:
+        raise ValueError(f"torso: atari needs frames of at least {ATARI_MIN_SIZE}x"
+                         f"{ATARI_MIN_SIZE}, got shape {obs_shape}; use conv")
     return kind
 
 
 def _obs_ndim(torso: str) -> int:
-    return 3 if torso == "conv" else 1
+    return 3 if torso in ("conv", "atari") else 1
 
 
 def normalize_obs(module: nn.Module, obs: jax.Array, obs_ndim: int, clip: float = 10.0

@@ -34,7 +34,7 @@ from flax import serialization, traverse_util
 
 from a3c_jax import defaults, distributions, networks, runlog
 from a3c_jax.config import VALUE_ALGOS, Config
-from a3c_jax.envs import Env
+from a3c_jax.envs import Env, make_env
 
 KINDS = ("categorical", "gaussian", "recurrent-categorical", "recurrent-gaussian", "q")
 SAMPLED_Q_EPSILON = 0.05
@@ -116,7 +116,7 @@ def make_policy(config: Config, params=None, key: jax.Array | None = None) -> Sa
     """The policy ``config`` describes, holding ``params`` (fresh ones from ``key`` when
     None; the parameters are not checked here)."""
     config = defaults.resolve(config.validate())
-    env = Env(config.env, 1)
+    env = make_env(config.env, 1, config)
     policy = _build(config, env)
     if params is None:
         key = jax.random.key(0) if key is None else key
@@ -228,7 +228,7 @@ def eval_steps(policy: SavedPolicy, max_steps: int = 0) -> int:
 def _compiled_rollout(config: Config, episodes: int, greedy: bool, num_steps: int):
     """``rollout(params, key) -> (returns, lengths, finished)``, jitted; cached so seeds of
     one run share an executable."""
-    env = Env(config.env, episodes)
+    env = make_env(config.env, episodes, config)
     policy = _build(config, env)
 
     def rollout(params, key):

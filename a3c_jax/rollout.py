@@ -181,6 +181,6 @@ def sampling_policy(apply_fn: Callable, recurrent: bool = False) -> Policy:
 
 def episode_stats(traj: Trajectory) -> tuple[jax.Array, jax.Array]:
     """(sum of completed-episode returns, number of completed episodes) in a segment (steps
-    outside until-terminal segments end no episode)."""
-    done = jnp.logical_or(traj.terminated, traj.truncated)
-    return jnp.sum(traj.completed_return), jnp.sum(done)
+    outside until-terminal segments end no episode; a lost Atari life that ends a training
+    episode completes no game)."""
+    return jnp.sum(traj.completed_return), jnp.sum(traj.completed_length > 0)

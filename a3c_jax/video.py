@@ -12,8 +12,9 @@ puts a few frames side by side (a still for a README or a notebook);
 
 Frames are drawn here with Pillow from the environment's state (gymnax's own visualiser needs
 gymnasium and pygame, and draws through matplotlib one figure per frame): CartPole (and its
-masked variant), Pendulum, Acrobot, MountainCar (both) and every MinAtar game (the
-observation's channels as coloured cells).
+masked variant), Pendulum, Acrobot, MountainCar (both), every MinAtar game (the
+observation's channels as coloured cells) and every Atari game (the newest 84x84 grey frame
+the agent saw, enlarged 4x).
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from a3c_jax import policy as saved
-from a3c_jax.envs import Env
+from a3c_jax.envs import make_env
 
 WIDTH, HEIGHT = 480, 320          # multiples of 16: MP4 encoders need no resizing
 CELL = 32                         # MinAtar: pixels per grid cell (10 x 10 -> 320 x 320)
@@ -117,16 +118,23 @@ def _minatar(state, obs) -> Image.Image:
     return Image.fromarray(np.kron(cells, np.ones((CELL, CELL, 1), np.uint8)))
 
 
+def _atari(state, obs) -> Image.Image:
+    grey = np.asarray(obs, np.uint8)[..., -1]               # [84, 84] newest frame
+    return Image.fromarray(np.kron(grey, np.ones((4, 4), np.uint8))).convert("RGB")
+
+
 def renderer(env_name: str):
     """The frame function of ``env_name``; ValueError if there is none."""
     if env_name.endswith("-MinAtar"):
         return _minatar
+    if env_name.startswith("ALE/"):
+        return _atari
     known = {"CartPole-v1": _cartpole, "CartPole-masked-v1": _cartpole,
              "Pendulum-v1": _pendulum, "Acrobot-v1": _acrobot,
              "MountainCar-v0": _mountain_car, "MountainCarContinuous-v0": _mountain_car}
     if env_name not in known:
         raise ValueError(f"no renderer for {env_name} (renderable: "
-                         f"{', '.join(sorted(known))} and the MinAtar games)")
+                         f"{', '.join(sorted(known))}, the MinAtar and the Atari games)")
     return known[env_name]
 
 
@@ -138,7 +146,7 @@ def _caption(image: Image.Image, text: str) -> np.ndarray:
 @functools.lru_cache(maxsize=8)
 def _compiled_episode(config, greedy: bool, num_steps: int):
     """``play(params, key) -> (inner states, obs, rewards, done)``, each [num_steps, ...]."""
-    env = Env(config.env, 1)
+    env = make_env(config.env, 1, config)
     policy = saved.make_policy(config)     # its act / state functions; params come as input
 
     def play(params, key):

@@ -29,10 +29,11 @@ def repo_root() -> Path:
 # Files whose module fixtures are expensive (a Ray instance, trained runs, CLI subprocesses):
 # under ``-n 2 --dist loadgroup`` each runs whole on one process, so the fixture is built once.
 _GROUPED = {"test_ray", "test_plotting", "test_scripts", "test_cli", "test_checkpoint",
-            "test_commands", "test_video"}
+            "test_commands", "test_video", "test_atari"}
 LEARNING_TIMEOUT_S = 900
 
 
+@pytest.hookimpl(tryfirst=True)   # before xdist's own hook reads the groups off the items
 def pytest_collection_modifyitems(config, items):
     for item in items:
         name = item.path.stem
