@@ -46,7 +46,7 @@ from flax import struct
 
 from a3c_jax import algorithm, normalization, optim, rollout
 from a3c_jax.config import Config
-from a3c_jax.defaults import require_resolved
+from a3c_jax.worker import async_parts
 
 
 @struct.dataclass
@@ -106,13 +106,9 @@ class Emulator:
     docstring): ``init(seed, plan)``, ``run_chunk(state, taus, workers, valid)``, ``train``."""
 
     def __init__(self, config: Config, loss_fn: Callable | None = None):
-        config.validate()
-        if not config.is_async:
-            raise ValueError(f"backend: {config.algo} with backend {config.backend!r} runs on "
-                             "the synchronous driver, not on emulated workers")
-        self.config = require_resolved(config, "Emulator")
-        self.algo = algorithm.make_algorithm(config, config.envs_per_worker, loss_fn)
-        self.spec = optim.OptSpec.from_config(config)
+        self.config, self.algo, self.spec = async_parts(config, loss_fn, "Emulator",
+                                                        "emulated workers")
+        config = self.config
         self.workers = config.workers
         self.spu = config.steps_per_update
         self.num_updates = -(-config.total_steps // self.spu)

@@ -57,17 +57,25 @@ class WorkerError(RuntimeError):
         self.traceback = tb
 
 
+def async_parts(config: Config, loss_fn: Callable | None, who: str, what: str
+                ) -> tuple[Config, algorithm.Algorithm, optim.OptSpec]:
+    """The checked, resolved config, the algorithm and the optimiser settings of ``what`` (an
+    asynchronous form: real workers, or emulated ones) built by ``who``."""
+    config.validate()
+    if not config.is_async:
+        raise ValueError(f"backend: {config.algo} with backend {config.backend!r} runs on "
+                         f"the synchronous driver, not on {what}")
+    config = require_resolved(config, who)
+    return (config, algorithm.make_algorithm(config, config.envs_per_worker, loss_fn),
+            optim.OptSpec.from_config(config))
+
+
 class AsyncWorker:
     """The compiled pieces of an asynchronous worker for one resolved config."""
 
     def __init__(self, config: Config, loss_fn: Callable | None = None):
-        config.validate()
-        if not config.is_async:
-            raise ValueError(f"backend: {config.algo} with backend {config.backend!r} runs on "
-                             "the synchronous driver, not on asynchronous workers")
-        self.config = require_resolved(config, "AsyncWorker")
-        self.algo = algorithm.make_algorithm(config, config.envs_per_worker, loss_fn)
-        self.spec = optim.OptSpec.from_config(config)
+        self.config, self.algo, self.spec = async_parts(config, loss_fn, "AsyncWorker",
+                                                        "asynchronous workers")
         template = self.algo.init_params(jax.random.key(0))
         flat, self._unravel = ravel_pytree(template)
         self.layout = algorithm.StepLayout(int(flat.shape[0]),
