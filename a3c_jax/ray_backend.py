@@ -68,9 +68,9 @@ class ParameterServer:
         """One round trip per update: write this update, then claim and read the next."""
         return self.apply(worker, grad, snap, t), self.claim_and_read(n, budget, interval)
 
-    def claim_after(self, result, n: int, budget: int, interval: int = 0):
-        """``claim_and_read`` shaped as ``apply_and_claim``'s answer (no write to report)."""
-        return result, self.claim_and_read(n, budget, interval)
+    def claim_after(self, n: int, budget: int, interval: int = 0):
+        """``claim_and_read`` shaped as ``apply_and_claim``'s answer, with no write to report."""
+        return None, self.claim_and_read(n, budget, interval)
 
     def update_target(self) -> None:
         self.store.update_target()

@@ -55,7 +55,7 @@ class StoreClient:
             return None
         claim, self._pending = got
         grad, self._grad = self._grad, None
-        self._inflight = (self.server.claim_after.remote(None, *args) if grad is None else
+        self._inflight = (self.server.claim_after.remote(*args) if grad is None else
                           self.server.apply_and_claim.remote(self.worker, *grad, *args))
         return claim
 
