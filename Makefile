@@ -40,4 +40,4 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/conv_in_loop.py
 
 clean:
-	rm -rf $(VENV) runs .pytest_cache .jax_cache
+	rm -rf $(VENV) runs .pytest_cache

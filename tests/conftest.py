@@ -1,10 +1,14 @@
 """Shared fixtures and the suite's JAX settings.
 
 Tests run on whatever JAX backend is present; no flags are needed. The suite shares one
-persistent compilation cache (``.jax_cache/`` at the repository root, or
-``$JAX_COMPILATION_CACHE_DIR``): many tests compile the same per-worker step in fresh
-processes (CLI runs, worker processes, Ray actors, notebooks), and a cache hit turns a
-multi-second XLA compile into a file read. Subprocesses inherit it through the environment.
+persistent compilation cache: many tests compile the same per-worker step in fresh processes
+(CLI runs, worker processes, Ray actors, notebooks), and a cache hit turns a multi-second XLA
+compile into a file read. It lives in the user's cache directory
+(``$XDG_CACHE_HOME/a3c_jax/jax-tests``, by default ``~/.cache/a3c_jax/jax-tests``; set
+``JAX_COMPILATION_CACHE_DIR`` to move it), so a fresh clone reuses what an earlier checkout on
+the same machine compiled: an entry is keyed by the program, the flags and the jax version, so
+a stale one is never used, and the oldest entries go past 2 GB. Subprocesses inherit it through
+the environment.
 """
 
 from __future__ import annotations
@@ -16,7 +20,9 @@ import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
-os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", str(REPO_ROOT / ".jax_cache"))
+_USER_CACHE = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", str(_USER_CACHE / "a3c_jax" / "jax-tests"))
+os.environ.setdefault("JAX_COMPILATION_CACHE_MAX_SIZE", str(2 * 1024 ** 3))
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.2")
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
 

@@ -92,7 +92,7 @@ def test_ray_run_stops_on_sigterm_and_resumes(tmp_path, monkeypatch):
     out = tmp_path / "run"
     with monkeypatch.context() as m:
         m.setattr(RayLaunch, "poll", poll)
-        cut = run(CFG.replace(total_steps=10_000_000, hidden=(8,), out=str(out)))
+        cut = run(CFG.replace(total_steps=10_000_000, out=str(out)))   # the step compiled above
     assert cut.interrupted and cut.extras["signal"] == "SIGTERM"
     done = checkpoints.load(out)[0]["env_steps"]
     assert 0 < done < 10_000_000
