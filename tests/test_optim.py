@@ -215,3 +215,32 @@ def test_sgd_paper_matches_the_paper_formula(applied):
     optax_form = _apply(optim.make_optax(OptSpec(lr=lr, name="sgd", momentum=a), 1),
                         jnp.asarray(theta0), GRADS)
     assert np.abs(np.asarray(optax_form[1]) - ours[1]).max() > 1e-2
+
+
+@pytest.mark.parametrize("name", ["rmsprop", "sgd_paper"])
+def test_in_place_step_flushes_subnormal_statistics_like_xla(name):
+    """Statistics that would decay below float32's smallest normal number are stored as 0, as
+    XLA:CPU flushes them (a subnormal buffer makes every later step take x86's slow path);
+    normal values are the exact arithmetic of the optax chain."""
+    tiny = np.finfo(np.float32).tiny
+    spec = OptSpec(name=name, lr=1e-3, decay=0.99, eps=1e-5, momentum=0.9)
+    theta = np.linspace(-1, 1, 6).astype(np.float32)
+    # a normal gradient, two whose squared terms are subnormal, and zeros on decaying stats
+    d = np.array([1e-3, 1e-19, 3e-20, 0.0, 0.0, 0.0], np.float32)
+    buf = np.array([1e-6, 0.0, 0.0, 5e-38, 1.18e-38, 0.0], np.float32)
+    ref_theta, ref_buf = theta.copy(), buf.copy()
+    for _ in range(3):
+        optim.apply_in_place(spec, theta, d, spec.lr, buf)
+        assert np.all((buf == 0) | (np.abs(buf) >= tiny)), buf
+    # the normal element follows the formula exactly
+    for _ in range(3):
+        if name == "rmsprop":
+            ref_buf[0] = ref_buf[0] * np.float32(0.99) + np.float32(0.01) * d[0] * d[0]
+            ref_theta[0] -= np.float32(1e-3) * d[0] / np.sqrt(ref_buf[0] + np.float32(1e-5))
+        else:
+            ref_buf[0] = ref_buf[0] * np.float32(0.9) + np.float32(0.1) * d[0]
+            ref_theta[0] -= np.float32(1e-3) * ref_buf[0]
+    np.testing.assert_allclose(theta[0], ref_theta[0], rtol=1e-6)
+    np.testing.assert_allclose(buf[0], ref_buf[0], rtol=1e-6)
+    assert buf[3] == 0 or buf[3] >= tiny
+    assert buf[4] == 0                       # 1.18e-38 decays below tiny at once
