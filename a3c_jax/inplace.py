@@ -18,11 +18,12 @@ operations (scalars must be passed as ``np.float32``):
 
 Subnormal statistics are flushed to zero, as XLA:CPU flushes them in the synchronous
 optimiser: a term (1 - a) d^2 below float32's smallest normal number (|d| < 1.08e-18 at
-a = 0.99) counts as 0, and so does a statistic g or m that decays below it. Without the flush, the statistics of
-parameters whose gradients are tiny (ReLU units of a convolutional network that rarely fire)
-decay into the subnormal range, where every read and write takes a slow path on x86: the
-kernel on the 678k parameters of the Atari network took 98-147 ms instead of 7 ms, and an A3C
-run on Pong fell from 380 to 160 env steps/s after its first minute.
+a = 0.99) counts as 0, and so does a statistic g or m that decays below it. Without the
+flush, the statistics of parameters whose gradients are tiny (ReLU units of a convolutional
+network that rarely fire) decay into the subnormal range, where every read and write takes a
+slow path on x86: the kernel on the 678k parameters of the Atari network took 98-147 ms
+instead of 7 ms, and an A3C run on Pong fell from 380 to 160 env steps/s after its first
+minute.
 """
 
 from __future__ import annotations

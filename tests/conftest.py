@@ -7,7 +7,7 @@ compile into a file read. It lives in the user's cache directory
 (``$XDG_CACHE_HOME/a3c_jax/jax-tests``, by default ``~/.cache/a3c_jax/jax-tests``; set
 ``JAX_COMPILATION_CACHE_DIR`` to move it), so a fresh clone reuses what an earlier checkout on
 the same machine compiled: an entry is keyed by the program, the flags and the jax version, so
-a stale one is never used, and the oldest entries go past 2 GB. Subprocesses inherit it through
+a stale one is never used, and the oldest entries are evicted beyond 2 GB. Subprocesses inherit it through
 the environment.
 """
 

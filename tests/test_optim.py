@@ -221,7 +221,7 @@ def test_sgd_paper_matches_the_paper_formula(applied):
 def test_in_place_step_flushes_subnormal_statistics_like_xla(name):
     """Statistics that would decay below float32's smallest normal number are stored as 0, as
     XLA:CPU flushes them (a subnormal buffer makes every later step take x86's slow path);
-    normal values are the exact arithmetic of the optax chain."""
+    normal values follow the method's formula."""
     tiny = np.finfo(np.float32).tiny
     spec = OptSpec(name=name, lr=1e-3, decay=0.99, eps=1e-5, momentum=0.9)
     theta = np.linspace(-1, 1, 6).astype(np.float32)
