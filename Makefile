@@ -23,14 +23,16 @@ $(DEVSTAMP): $(STAMP)
 demo: $(STAMP)
 	$(BIN)/python experiments/compare.py --out runs/demo --overwrite
 
-## test: the whole test suite, on 2 processes (files with shared fixtures stay together)
+## test: the import contract (pyproject.toml), then the whole test suite, on 2 processes (files with shared fixtures stay together)
 PYTEST := $(BIN)/python -m pytest -q -n 2 --dist loadgroup
 test: $(DEVSTAMP)
+	$(BIN)/lint-imports
 	$(PYTEST) -m "not serial" tests
 	$(BIN)/python -m pytest -q -m serial tests
 
 ## test-fast: everything but the learning tests
 test-fast: $(DEVSTAMP)
+	$(BIN)/lint-imports
 	$(PYTEST) -m "not learning and not serial" tests
 	$(BIN)/python -m pytest -q -m "serial and not learning" tests
 

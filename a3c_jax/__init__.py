@@ -23,11 +23,11 @@ from a3c_jax import _xla
 
 _xla.configure()  # before anything opens the CPU backend; see a3c_jax/_xla.py
 
-from a3c_jax.config import Config  # noqa: E402
-from a3c_jax.defaults import resolve  # noqa: E402
-from a3c_jax.envs import Env, make_env  # noqa: E402
-from a3c_jax.sync import make_train  # noqa: E402
-from a3c_jax.runner import run, RunResult  # noqa: E402
+from a3c_jax.config.schema import Config  # noqa: E402
+from a3c_jax.config.defaults import resolve  # noqa: E402
+from a3c_jax.core.envs import Env, make_env  # noqa: E402
+from a3c_jax.drivers.synchronous import make_train  # noqa: E402
+from a3c_jax.shell.runner import run, RunResult  # noqa: E402
 
 __all__ = ["Config", "Env", "make_env", "make_train", "resolve", "run", "RunResult"]
 __version__ = "0.1.0"

@@ -23,11 +23,11 @@ import jax
 import numpy as np
 import tyro
 
-from a3c_jax.config import Config
-from a3c_jax.records import staleness_summary
-from a3c_jax.supervisor import train_seed
-from a3c_jax.sync import make_train
-from a3c_jax.worker import PHASES, AsyncWorker
+from a3c_jax.config.schema import Config
+from a3c_jax.drivers.records import staleness_summary
+from a3c_jax.drivers.asynchronous.supervisor import train_seed
+from a3c_jax.drivers.synchronous import make_train
+from a3c_jax.drivers.asynchronous.worker import PHASES, AsyncWorker
 
 
 @dataclasses.dataclass(frozen=True)

@@ -25,10 +25,10 @@ import time
 import jax
 import tyro
 
-from a3c_jax.atari import FRAME_SKIP, AtariEnv
-from a3c_jax.config import Config
-from a3c_jax.runner import run
-from a3c_jax.sync import make_train
+from a3c_jax.core.atari import FRAME_SKIP, AtariEnv
+from a3c_jax.config.schema import Config
+from a3c_jax.shell.runner import run
+from a3c_jax.drivers.synchronous import make_train
 
 
 @dataclasses.dataclass(frozen=True)

@@ -21,9 +21,9 @@ import time
 
 import tyro
 
-from a3c_jax.config import Config
-from a3c_jax.supervisor import train_seed
-from a3c_jax.worker import AsyncWorker
+from a3c_jax.config.schema import Config
+from a3c_jax.drivers.asynchronous.supervisor import train_seed
+from a3c_jax.drivers.asynchronous.worker import AsyncWorker
 
 
 @dataclasses.dataclass(frozen=True)
@@ -49,8 +49,8 @@ def _config(a: Args, w: int, e: int, steps: int, backend: str) -> Config:
 
 def _independent(config_dict, seconds, ready, go, out):
     """One worker alone on a private store: the no-sharing ceiling."""
-    from a3c_jax.config import Config
-    from a3c_jax.worker import AsyncWorker
+    from a3c_jax.config.schema import Config
+    from a3c_jax.drivers.asynchronous.worker import AsyncWorker
 
     worker = AsyncWorker.from_config(Config.from_dict(config_dict))
     worker.compile()

@@ -26,7 +26,7 @@ import jax.numpy as jnp
 import optax
 import tyro
 
-from a3c_jax import networks
+from a3c_jax.core import networks
 
 
 @dataclasses.dataclass(frozen=True)

@@ -28,13 +28,14 @@ import time
 import jax.numpy as jnp
 import tyro
 
-from a3c_jax import staleness, staleness_report
-from a3c_jax.config import Config
-from a3c_jax.defaults import resolve
-from a3c_jax.emulated import Batch
-from a3c_jax.emulator import Emulator
-from a3c_jax.supervisor import train_seed
-from a3c_jax.worker import AsyncWorker
+from a3c_jax.core import staleness
+from a3c_jax.analysis import staleness as staleness_report
+from a3c_jax.config.schema import Config
+from a3c_jax.config.defaults import resolve
+from a3c_jax.drivers.emulated.runs import Batch
+from a3c_jax.drivers.emulated.program import Emulator
+from a3c_jax.drivers.asynchronous.supervisor import train_seed
+from a3c_jax.drivers.asynchronous.worker import AsyncWorker
 
 
 @dataclasses.dataclass(frozen=True)

@@ -21,9 +21,9 @@ import jax
 import numpy as np
 import tyro
 
-from a3c_jax.config import Config
-from a3c_jax.sync import make_train
-from a3c_jax.worker import AsyncWorker
+from a3c_jax.config.schema import Config
+from a3c_jax.drivers.synchronous import make_train
+from a3c_jax.drivers.asynchronous.worker import AsyncWorker
 
 
 @dataclasses.dataclass(frozen=True)

@@ -22,9 +22,10 @@ from pathlib import Path
 import pandas as pd
 import tyro
 
-from a3c_jax import analysis, runlog, tables
-from a3c_jax.config import Config
-from a3c_jax.runner import run
+from a3c_jax.analysis import runs as analysis, tables
+from a3c_jax.shell import files as runlog
+from a3c_jax.config.schema import Config
+from a3c_jax.shell.runner import run
 
 THRESHOLDS = {"CartPole-v1": 475.0, "CartPole-x100-v1": 47_500.0, "CartPole-x0.01-v1": 4.75,
               "Acrobot-v1": -100.0, "Pendulum-v1": -400.0, "Breakout-MinAtar": 17.5,

@@ -20,10 +20,10 @@ from typing import Literal
 
 import tyro
 
-from a3c_jax import analysis, plotting, tables
-from a3c_jax.combine import COMBINES
-from a3c_jax.config import Config
-from a3c_jax.runner import run
+from a3c_jax.analysis import runs as analysis, figures as plotting, tables
+from a3c_jax.core.combine import COMBINES
+from a3c_jax.config.schema import Config
+from a3c_jax.shell.runner import run
 
 SEGMENTS = ("fixed", "until-terminal")
 

@@ -25,10 +25,12 @@ import numpy as np
 import pandas as pd
 import tyro
 
-from a3c_jax import runlog, staleness, staleness_report
-from a3c_jax.config import Config
-from a3c_jax.defaults import resolve
-from a3c_jax.emulated import sweep
+from a3c_jax.shell import files as runlog
+from a3c_jax.core import staleness
+from a3c_jax.analysis import staleness as staleness_report
+from a3c_jax.config.schema import Config
+from a3c_jax.config.defaults import resolve
+from a3c_jax.drivers.emulated.runs import sweep
 
 DEFAULTS = Config()
 

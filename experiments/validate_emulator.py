@@ -31,10 +31,13 @@ from pathlib import Path
 import numpy as np
 import tyro
 
-from a3c_jax import runlog, staleness, staleness_report
-from a3c_jax.config import Config
-from a3c_jax.defaults import resolve
-from a3c_jax.runner import run
+from a3c_jax.core import curves
+from a3c_jax.shell import files as runlog
+from a3c_jax.core import staleness
+from a3c_jax.analysis import staleness as staleness_report
+from a3c_jax.config.schema import Config
+from a3c_jax.config.defaults import resolve
+from a3c_jax.shell.runner import run
 
 
 @dataclasses.dataclass(frozen=True)
@@ -76,7 +79,7 @@ def finished(run_dir: Path, config: Config) -> bool:
 
 def steps_per_seed(run_dir: Path, seeds, threshold: float, window: int) -> np.ndarray:
     rows = runlog.read_csv(run_dir / "updates.csv")
-    return np.array([runlog.updates_steps_to(rows, threshold, window, seed=s) for s in seeds])
+    return np.array([curves.updates_steps_to(rows, threshold, window, seed=s) for s in seeds])
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -26,9 +26,10 @@ import numpy as np
 import pandas as pd
 import tyro
 
-from a3c_jax import plotting, policy, runlog
-from a3c_jax.config import Config
-from a3c_jax.sync import make_train
+from a3c_jax.analysis import figures as plotting, policy
+from a3c_jax.core import curves
+from a3c_jax.config.schema import Config
+from a3c_jax.drivers.synchronous import make_train
 
 
 @dataclasses.dataclass(frozen=True)
@@ -84,11 +85,11 @@ def steps_to(df: pd.DataFrame, threshold: float) -> pd.DataFrame:
     out = []
     for (n, seed), g in df.groupby(["num_envs", "seed"]):
         steps = g["env_steps"].to_numpy()
-        sm = runlog.smoothed_returns(steps, g["behaviour_return"].to_numpy(),
+        sm = curves.smoothed_returns(steps, g["behaviour_return"].to_numpy(),
                                      g["episodes"].to_numpy(), 10_000)
         out.append({"num_envs": n, "seed": seed,
-                    "behaviour": runlog.steps_to_threshold(steps, sm, threshold),
-                    "greedy": runlog.steps_to_threshold(steps, g["greedy_return"].to_numpy(),
+                    "behaviour": curves.steps_to_threshold(steps, sm, threshold),
+                    "greedy": curves.steps_to_threshold(steps, g["greedy_return"].to_numpy(),
                                                         threshold),
                     "final_behaviour": sm[-1], "final_greedy": g["greedy_return"].iloc[-1]})
     return pd.DataFrame(out)

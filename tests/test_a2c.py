@@ -8,9 +8,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from a3c_jax import runlog
-from a3c_jax.config import Config
-from a3c_jax.sync import make_train
+from a3c_jax.core import curves
+from a3c_jax.config.schema import Config
+from a3c_jax.drivers.synchronous import make_train
 
 SMALL = Config(total_steps=120, num_envs=4, t_max=5, hidden=(16, 16), seeds=(0, 1))
 NUM_UPDATES = 6  # 120 // (4 * 5)
@@ -120,9 +120,9 @@ def test_a2c_learns_cartpole():
     reached = {}
     for i, seed in enumerate(seeds):
         steps = np.asarray(metrics.env_steps[i])
-        smoothed = runlog.smoothed_returns(steps, metrics.episode_return[i],
+        smoothed = curves.smoothed_returns(steps, metrics.episode_return[i],
                                            metrics.episodes[i], window_steps=10_000)
-        reached[seed] = runlog.steps_to_threshold(steps, smoothed, 475.0)
+        reached[seed] = curves.steps_to_threshold(steps, smoothed, 475.0)
         print(f"seed {seed}: smoothed return first >= 475 at {reached[seed]:.0f} env steps "
               f"(best {np.nanmax(smoothed):.1f})")
     for seed, step in reached.items():

@@ -12,13 +12,14 @@ import optax
 import pytest
 from jax.flatten_util import ravel_pytree
 
-from a3c_jax import runlog
-from a3c_jax.config import Config
-from a3c_jax.runner import run
-from a3c_jax.shared import SharedStore
-from a3c_jax.supervisor import train_seed
-from a3c_jax.threads import ThreadLaunch
-from a3c_jax.worker import AsyncWorker, WorkerError
+from a3c_jax.core import curves
+from a3c_jax.shell import files as runlog
+from a3c_jax.config.schema import Config
+from a3c_jax.shell.runner import run
+from a3c_jax.drivers.asynchronous.store import SharedStore
+from a3c_jax.drivers.asynchronous.supervisor import train_seed
+from a3c_jax.drivers.asynchronous.backends.threads import ThreadLaunch
+from a3c_jax.drivers.asynchronous.worker import AsyncWorker, WorkerError
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = Config(algo="a3c", env="CartPole-v1", total_steps=2_000, workers=2, seeds=(0,),
@@ -173,7 +174,7 @@ def test_cli_a3c_end_to_end(tmp_path):
          "1", "--out", str(out), "--no-progress"], capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stderr
     rows = runlog.read_csv(out / "metrics.csv")
-    assert set(runlog.METRIC_COLUMNS) <= set(rows[0])
+    assert set(curves.METRIC_COLUMNS) <= set(rows[0])
     assert {r["seed"] for r in rows} == {"0", "1"}
     assert all(r["algo"] == "a3c" for r in rows)
     ups = runlog.read_csv(out / "updates.csv")
@@ -197,6 +198,6 @@ def test_a3c_learns_cartpole_with_two_workers():
                  stop_return=475.0, stop_window=10_000)
     res = run(cfg, write=False)
     for seed in cfg.seeds:
-        first = runlog.updates_steps_to(res.update_rows, 475.0, seed=seed)
+        first = curves.updates_steps_to(res.update_rows, 475.0, seed=seed)
         print(f"seed {seed}: env steps to 475 = {first}, staleness {res.extras['staleness'][seed]}")
         assert np.isfinite(first) and first <= 1_000_000

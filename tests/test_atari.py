@@ -1,4 +1,4 @@
-"""Atari through the Arcade Learning Environment (a3c_jax.atari): ids checked before any work,
+"""Atari through the Arcade Learning Environment (a3c_jax.core.atari): ids checked before any work,
 the adapter's step semantics (final observation, lives, truncation, whole-game returns), the
 paper's network, and A2C, A3C (2 threads) and n-step Q training on Pong at a tiny budget, with
 evaluation and a video of the run."""
@@ -11,9 +11,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from a3c_jax import atari, envs, networks, policy as saved, video
-from a3c_jax.config import Config
-from a3c_jax.runner import run
+from a3c_jax.core import atari, envs, networks
+from a3c_jax.analysis import policy as saved, video
+from a3c_jax.config.schema import Config
+from a3c_jax.shell.runner import run
 
 pytestmark = pytest.mark.xdist_group("atari")
 PONG = "ALE/Pong-v5"

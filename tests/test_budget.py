@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from a3c_jax import budget
-from a3c_jax.budget import PAIR, matched_pair
-from a3c_jax.config import Config
+from a3c_jax.config import pairs as budget
+from a3c_jax.config.pairs import PAIR, matched_pair
+from a3c_jax.config.schema import Config
 
 SHAPE_FIELDS = {"algo", "num_envs", "workers", "envs_per_worker", "vmap_seeds", "out"}
 
@@ -74,7 +74,7 @@ def test_budget_imports_only_config():
             local.add(node.module)
         elif isinstance(node, ast.Import):
             local |= {a.name for a in node.names if a.name.startswith("a3c_jax")}
-    assert local == {"a3c_jax.config"}
+    assert local == {"a3c_jax.config.schema"}
 
 
 @pytest.mark.parametrize("algo", ["q1", "sarsa", "nq"])

@@ -11,10 +11,12 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from a3c_jax import networks, runlog, runner, sync_run
-from a3c_jax.config import Config
-from a3c_jax.defaults import resolve
-from a3c_jax.envs import Env
+from a3c_jax.core import networks
+from a3c_jax.core import curves
+from a3c_jax.shell import files as runlog, runner, synchronous as sync_run
+from a3c_jax.config.schema import Config
+from a3c_jax.config.defaults import resolve
+from a3c_jax.core.envs import Env
 
 
 def _template(config: Config):
@@ -76,7 +78,7 @@ def test_interrupted_run_still_writes_its_files(tmp_path, monkeypatch):
     assert runlog.read_config(tmp_path) == resolve(config) == result.config
     assert result.config.resolved and not config.resolved
     rows = runlog.read_csv(tmp_path / "metrics.csv")
-    assert len(rows) == 3 and list(rows[0]) == list(runlog.METRIC_COLUMNS)
+    assert len(rows) == 3 and list(rows[0]) == list(curves.METRIC_COLUMNS)
     _, _, template = _template(config)
     loaded = runlog.load_params(tmp_path, 0, template)
     for a, b in zip(jax.tree.leaves(loaded), jax.tree.leaves(result.params[0])):

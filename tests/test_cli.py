@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 from flax import serialization
 
-from a3c_jax import runlog
+from a3c_jax.shell import files as runlog
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = "experiments/train.py"

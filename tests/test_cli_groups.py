@@ -1,4 +1,4 @@
-"""The grouped command line generated from Config (a3c_jax.cli): every field has its flag in
+"""The grouped command line generated from Config (a3c_jax.commands.cli): every field has its flag in
 a named group, help comes from the field's docstring, and errors name flags, not fields."""
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ import re
 
 import pytest
 
-from a3c_jax import cli
-from a3c_jax.config import Config
+from a3c_jax.commands import cli
+from a3c_jax.config.schema import Config
 
 HEADINGS = ("environment", "algorithm", "optimisation", "asynchronous workers", "network",
             "logging and output")

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from a3c_jax import runner
-from a3c_jax.config import Config
+from a3c_jax.shell import runner
+from a3c_jax.config.schema import Config
 
 
 def test_sync_partial_last_chunk_is_compiled_before_the_clock():

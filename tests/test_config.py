@@ -8,7 +8,7 @@ import re
 
 import pytest
 
-from a3c_jax.config import AUTO_FIELDS, Config
+from a3c_jax.config.schema import AUTO_FIELDS, Config
 
 BAD = [
     # (changes, field the message must name)
@@ -161,7 +161,8 @@ _BOOL_WORDS = {"obs_norm": ("off", "on"), "reward_norm": ("off", "on"),
 def test_help_states_every_per_method_default(name):
     """``--help`` (the field docstrings) names the value each method family gets for every
     auto field, so what runs can be read before running it."""
-    from a3c_jax import cli, defaults
+    from a3c_jax.commands import cli
+    from a3c_jax.config import defaults
 
     doc = cli.field_docs()[name]
     numbers = {float(x) for x in re.findall(r"(?<![\w.])\d[\d_]*(?:\.\d+)?(?:e-?\d+)?", doc)}

@@ -15,11 +15,13 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from a3c_jax import distributions, losses, networks, normalization, rollout, runlog, runner
-from a3c_jax.config import AUTO_FIELDS, Config
-from a3c_jax.defaults import AUTO_DEFAULTS, resolve
-from a3c_jax.envs import Env, is_discrete
-from a3c_jax.returns import nstep_returns
+from a3c_jax.core import distributions, losses, networks, normalization, rollout
+from a3c_jax.core import curves
+from a3c_jax.shell import files as runlog, runner
+from a3c_jax.config.schema import AUTO_FIELDS, Config
+from a3c_jax.config.defaults import AUTO_DEFAULTS, resolve
+from a3c_jax.core.envs import Env, is_discrete
+from a3c_jax.core.returns import nstep_returns
 
 
 @pytest.mark.parametrize("name,obs_dim,high", [("Pendulum-v1", 3, 2.0),
@@ -197,8 +199,8 @@ def test_a3c_statistics_live_in_the_shared_store():
 def test_store_merges_statistics_exactly_under_concurrency_and_never_steps_them():
     import threading
 
-    from a3c_jax.optim import OptSpec
-    from a3c_jax.shared import SharedStore
+    from a3c_jax.core.optim import OptSpec
+    from a3c_jax.drivers.asynchronous.store import SharedStore
 
     d, n_workers, batches = 3, 4, 50
     stats0 = normalization.init_stats((d,))
@@ -357,9 +359,9 @@ def test_a2c_learns_pendulum():
     for seed in cfg.seeds:
         rs = [r for r in res.rows if r["seed"] == seed]
         steps = np.array([r["env_steps"] for r in rs])
-        sm = runlog.smoothed_returns(steps, np.array([r["episode_return"] for r in rs]),
+        sm = curves.smoothed_returns(steps, np.array([r["episode_return"] for r in rs]),
                                      np.array([r["episodes"] for r in rs]), cfg.stop_window)
-        first = runlog.steps_to_threshold(steps, sm, PENDULUM_THRESHOLD)
+        first = curves.steps_to_threshold(steps, sm, PENDULUM_THRESHOLD)
         print(f"seed {seed}: smoothed return first >= {PENDULUM_THRESHOLD} at {first} env "
               f"steps (best {np.nanmax(sm):.1f})")
         assert np.isfinite(first) and first <= PENDULUM_BUDGET, seed

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from a3c_jax import distributions, losses, networks
+from a3c_jax.core import distributions, losses, networks
 
 # One Gaussian with D = 2: mu = (0, 1), sigma^2 = (1, 4); the action a = (1, -1).
 MEAN = np.array([0.0, 1.0], np.float32)
@@ -169,8 +169,8 @@ def test_gaussian_actor_critic_outputs():
 def test_segment_loss_reads_the_network_distribution(discrete):
     """actor_critic_segment_loss with a Gaussian network equals the per-env distribution loss
     summed over envs (combine "sum"; and the categorical network gives the categorical loss)."""
-    from a3c_jax.rollout import Trajectory
-    from a3c_jax.returns import nstep_returns
+    from a3c_jax.core.rollout import Trajectory
+    from a3c_jax.core.returns import nstep_returns
 
     T, B, D = 4, 3, 5
     rng = np.random.default_rng(0)

@@ -20,8 +20,8 @@ from pathlib import Path
 import psutil
 import pytest
 
-from a3c_jax import checkpoints, runlog
-from a3c_jax.shm import SHM_PREFIX
+from a3c_jax.shell import checkpoints, files as runlog
+from a3c_jax.drivers.asynchronous.backends.shared_memory import SHM_PREFIX
 
 pytestmark = pytest.mark.xdist_group("durability")
 REPO = Path(__file__).resolve().parents[1]

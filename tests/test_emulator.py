@@ -9,13 +9,16 @@ import numpy as np
 import pytest
 from jax.flatten_util import ravel_pytree
 
-from a3c_jax import runlog, staleness, sync
-from a3c_jax.config import Config
-from a3c_jax.defaults import resolve
-from a3c_jax.emulated import run_seeds, sweep
-from a3c_jax.emulator import Emulator
-from a3c_jax.runner import run
-from a3c_jax.worker import AsyncWorker
+from a3c_jax.core import curves
+from a3c_jax.shell import files as runlog
+from a3c_jax.core import staleness
+from a3c_jax.drivers import synchronous as sync
+from a3c_jax.config.schema import Config
+from a3c_jax.config.defaults import resolve
+from a3c_jax.drivers.emulated.runs import run_seeds, sweep
+from a3c_jax.drivers.emulated.program import Emulator
+from a3c_jax.shell.runner import run
+from a3c_jax.drivers.asynchronous.worker import AsyncWorker
 
 TINY = Config(algo="a3c", backend="emulated", env="CartPole-v1", workers=3, total_steps=1_500,
               seeds=(0,), hidden=(16,), progress=False, log_interval=100)
@@ -148,7 +151,7 @@ def test_target_copies_at_claims_and_is_read_with_the_stale_version():
 def test_a_thread_trace_is_replayed_exactly(tmp_path):
     real = run(Config(algo="a3c", backend="threads", workers=2, total_steps=1_000, seeds=(0,),
                       hidden=(16,), progress=False), write=False)
-    runlog.write_csv(tmp_path / "updates.csv", runlog.UPDATE_COLUMNS, real.update_rows)
+    runlog.write_csv(tmp_path / "updates.csv", curves.UPDATE_COLUMNS, real.update_rows)
     rows = sorted(real.update_rows, key=lambda r: r["version_written"])
     trace = np.array([r["staleness"] for r in rows])
     order = np.array([r["worker"] for r in rows])
@@ -219,7 +222,7 @@ def test_emulated_a3c_learns_cartpole():
     res = run(Config(algo="a3c", backend="emulated", workers=2, total_steps=1_000_000,
                      seeds=(0, 1), stop_return=475.0, progress=False), write=False)
     for s in (0, 1):
-        steps = runlog.updates_steps_to([r for r in res.update_rows if r["seed"] == s], 475.0)
+        steps = curves.updates_steps_to([r for r in res.update_rows if r["seed"] == s], 475.0)
         assert np.isfinite(steps)
 
 

@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from a3c_jax.envs import Env, check_env_name, make_env, valid_env_names
+from a3c_jax.core.envs import Env, check_env_name, make_env, valid_env_names
 
 
 def test_unknown_env_name_lists_valid_ids():

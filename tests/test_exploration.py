@@ -8,9 +8,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from a3c_jax import algorithm, exploration, sync
-from a3c_jax.config import Config
-from a3c_jax.worker import AsyncWorker
+from a3c_jax.algorithms import interface as algorithm
+from a3c_jax.core import exploration
+from a3c_jax.drivers import synchronous as sync
+from a3c_jax.config.schema import Config
+from a3c_jax.drivers.asynchronous.worker import AsyncWorker
 
 
 @pytest.mark.parametrize("eps_final", [0.1, 0.01, 0.5])
@@ -74,7 +76,7 @@ def test_final_epsilon_differs_across_workers():
 def test_actor_epsilon_anneals_with_its_own_steps():
     """A value-method actor starts at epsilon 1, and its policy's epsilon follows
     ``epsilon_at(actor.steps, eps_final, eps_anneal_steps)``; each unroll adds t_max steps."""
-    from a3c_jax.defaults import resolve
+    from a3c_jax.config.defaults import resolve
 
     c = resolve(Config(algo="q1", t_max=5, eps_anneal_steps=10, hidden=(8,)))
     algo = algorithm.make_algorithm(c, 2)
@@ -158,7 +160,7 @@ def test_epsilon_anneals_over_the_run_s_env_steps(num_envs):
     """``eps_anneal_steps`` counts the run's env steps (T), whatever the number of
     environments: on the sync driver with N envs, epsilon reaches its final value after
     eps_anneal_steps / N steps of each environment."""
-    from a3c_jax.defaults import resolve
+    from a3c_jax.config.defaults import resolve
 
     c = resolve(Config(algo="nq", backend="sync", num_envs=num_envs, t_max=5,
                        eps_anneal_steps=160, hidden=(8,)))

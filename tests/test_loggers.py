@@ -1,4 +1,4 @@
-"""TensorBoard and Weights & Biases subscribers (a3c_jax.loggers): what they write is read
+"""TensorBoard and Weights & Biases subscribers (a3c_jax.shell.loggers): what they write is read
 back with TensorBoard's own reader and from W&B's offline run file."""
 
 from __future__ import annotations
@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from a3c_jax import loggers, runlog
-from a3c_jax.config import Config
-from a3c_jax.runner import InvalidInput, run
+from a3c_jax.shell import loggers, files as runlog
+from a3c_jax.config.schema import Config
+from a3c_jax.shell.runner import InvalidInput, run
 
 # tensorboardX writes, TensorBoard's own reader reads: both in the dev extra (make test)
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator

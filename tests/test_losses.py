@@ -10,11 +10,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from a3c_jax import losses
-from a3c_jax.config import Config
-from a3c_jax.defaults import resolve
-from a3c_jax.returns import nstep_returns
-from a3c_jax.rollout import Trajectory
+from a3c_jax.core import losses
+from a3c_jax.config.schema import Config
+from a3c_jax.config.defaults import resolve
+from a3c_jax.core.returns import nstep_returns
+from a3c_jax.core.rollout import Trajectory
 
 VALUE_COEF, ENTROPY_COEF = 0.5, 0.01
 

@@ -7,8 +7,8 @@ import chex
 import numpy as np
 import pytest
 
-from a3c_jax.config import Config
-from a3c_jax.runner import run
+from a3c_jax.config.schema import Config
+from a3c_jax.shell.runner import run
 
 CASES = [
     dict(algo="a2c", env="Breakout-MinAtar", num_envs=4),

@@ -9,10 +9,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from a3c_jax import networks
-from a3c_jax.config import Config
-from a3c_jax.defaults import resolve
-from a3c_jax.envs import Env
+from a3c_jax.core import networks
+from a3c_jax.config.schema import Config
+from a3c_jax.config.defaults import resolve
+from a3c_jax.core.envs import Env
 
 
 def _shapes(net, init_obs_shape, obs_shape):

@@ -10,10 +10,10 @@ import numpy as np
 import optax
 import pytest
 
-from a3c_jax import optim
-from a3c_jax.config import Config
-from a3c_jax.defaults import resolve
-from a3c_jax.optim import OptSpec
+from a3c_jax.core import optim
+from a3c_jax.config.schema import Config
+from a3c_jax.config.defaults import resolve
+from a3c_jax.core.optim import OptSpec
 
 GRADS = [np.array([0.5, -2.0, 0.0], np.float32),
          np.array([1.0, 1.0, -3.0], np.float32),

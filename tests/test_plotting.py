@@ -14,9 +14,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from a3c_jax import analysis, plotting, runlog, tables
-from a3c_jax.config import Config
-from a3c_jax.runner import run
+from a3c_jax.analysis import runs as analysis, figures as plotting, tables
+from a3c_jax.core import curves
+from a3c_jax.shell import files as runlog
+from a3c_jax.config.schema import Config
+from a3c_jax.shell.runner import run
 
 SEEDS = (0, 1, 2)
 PNG = b"\x89PNG"
@@ -44,7 +46,7 @@ def df(runs):
 def test_load_runs_reads_both_algorithms_into_one_tidy_table(runs, df):
     n_rows = sum(len(runlog.read_csv(runs / d / "metrics.csv")) for d in ("a3c", "a2c"))
     assert len(df) == n_rows
-    for col in runlog.METRIC_COLUMNS + ("run", "algo", "env", "workers", "envs_per_worker",
+    for col in curves.METRIC_COLUMNS + ("run", "algo", "env", "workers", "envs_per_worker",
                                         "num_envs", "lr", "method", "total_envs"):
         assert col in df.columns, col
     assert set(df["algo"]) == {"a2c", "a3c"}
@@ -66,7 +68,7 @@ def test_load_runs_labels_override_method(runs):
 def test_smoothed_matches_runlog_per_seed(df):
     sm = analysis.smoothed(df, window_steps=200)
     g = sm[(sm["run"] == "a2c") & (sm["seed"] == 1)].sort_values("env_steps")
-    want = runlog.smoothed_returns(g["env_steps"].to_numpy(), g["episode_return"].to_numpy(),
+    want = curves.smoothed_returns(g["env_steps"].to_numpy(), g["episode_return"].to_numpy(),
                                    g["episodes"].to_numpy(), 200)
     np.testing.assert_allclose(g["smoothed"].to_numpy(), want, equal_nan=True)
 

@@ -1,4 +1,4 @@
-"""Saved policies (a3c_jax.policy) and experiments/evaluate.py on every kind of run.
+"""Saved policies (a3c_jax.analysis.policy) and experiments/evaluate.py on every kind of run.
 
 Run directories are built without training: a resolved config.json and freshly initialised
 parameters (made with ``networks`` directly, not through the module under test), one per
@@ -21,9 +21,12 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from a3c_jax import defaults, networks, normalization, policy as saved, runlog
-from a3c_jax.config import Config
-from a3c_jax.envs import Env
+from a3c_jax.config import defaults
+from a3c_jax.core import networks, normalization
+from a3c_jax.analysis import policy as saved
+from a3c_jax.shell import files as runlog
+from a3c_jax.config.schema import Config
+from a3c_jax.core.envs import Env
 
 REPO = Path(__file__).resolve().parent.parent
 EPISODES = 6
@@ -39,7 +42,7 @@ KINDS = list(CONFIGS)
 
 
 def fresh_params(config: Config, seed: int):
-    """Initial parameters of the network ``config`` describes, built without a3c_jax.policy;
+    """Initial parameters of the network ``config`` describes, built without a3c_jax.analysis.policy;
     observation statistics (if any) are set off their prior so normalisation matters."""
     env = Env(config.env, 1)
     key = jax.random.key(seed)

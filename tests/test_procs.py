@@ -8,12 +8,12 @@ import time
 import numpy as np
 import pytest
 
-from a3c_jax import runlog
-from a3c_jax.config import Config
-from a3c_jax.procs import SHM_PREFIX, WorkerProcessError
-from a3c_jax.records import update_rows
-from a3c_jax.supervisor import train_seed
-from a3c_jax.worker import AsyncWorker, WorkerError
+from a3c_jax.core import curves
+from a3c_jax.config.schema import Config
+from a3c_jax.drivers.asynchronous.backends.processes import SHM_PREFIX, WorkerProcessError
+from a3c_jax.drivers.records import update_rows
+from a3c_jax.drivers.asynchronous.supervisor import train_seed
+from a3c_jax.drivers.asynchronous.worker import AsyncWorker, WorkerError
 
 CFG = Config(algo="a3c", backend="processes", workers=2, total_steps=4_000, seeds=(0,),
              progress=False, lr_anneal=False)
@@ -72,7 +72,7 @@ def test_interrupt_in_parent_stops_workers_and_unlinks():
 
 
 def test_worker_exception_is_reported_with_traceback(tmp_path):
-    from a3c_jax.runner import run
+    from a3c_jax.shell.runner import run
 
     with pytest.raises(WorkerProcessError, match="(?s)worker \\d failed.*Traceback"):
         # the loss is traced only inside the worker processes, so the error is raised there
@@ -91,7 +91,7 @@ def test_a3c_learns_cartpole_on_processes():
                  seeds=(0,), progress=False, log_interval=1_000, stop_return=475.0)
     got = train_seed(AsyncWorker.from_config(cfg), 0)
     assert got.stopped is None
-    first = runlog.updates_steps_to(update_rows(0, got.records), 475.0)
+    first = curves.updates_steps_to(update_rows(0, got.records), 475.0)
     print(f"processes: env steps to 475 = {first}")
     assert np.isfinite(first) and first <= 1_000_000
 
@@ -110,7 +110,7 @@ def _failing_later_loss(params, apply_fn, traj, cfg):
     """The package loss, failing at run time (not when traced) in the worker's 30th step."""
     import jax
 
-    from a3c_jax import losses
+    from a3c_jax.core import losses
 
     jax.debug.callback(_count_and_fail, traj.reward)
     return losses.actor_critic_segment_loss(params, apply_fn, traj, cfg)

@@ -1,4 +1,4 @@
-"""The progress display (a3c_jax.progress) on rows fed by hand with a fake clock: phases shown
+"""The progress display (a3c_jax.shell.progress) on rows fed by hand with a fake clock: phases shown
 as such, the rate and ETA only once env steps were logged, the total over vmapped seeds,
 plain lines at an interval when the output is not a terminal; and the summary line."""
 
@@ -11,8 +11,8 @@ import types
 
 import pytest
 
-from a3c_jax import progress
-from a3c_jax.config import Config
+from a3c_jax.shell import progress
+from a3c_jax.config.schema import Config
 
 
 def row(seed, steps, wall, ret=10.0, episodes=2, staleness=0.0, algo="a2c"):

@@ -12,14 +12,19 @@ import numpy as np
 import pytest
 import rlax
 
-from a3c_jax import algorithm, defaults, losses, runlog, runner, sync, value_losses
-from a3c_jax.config import VALUE_ALGOS, Config
-from a3c_jax.optim import OptSpec
-from a3c_jax.records import RecordsMonitor, StopMonitor, UpdateRecord
-from a3c_jax.rollout import Trajectory
-from a3c_jax.shared import SharedStore
-from a3c_jax.supervisor import train_seed
-from a3c_jax.worker import AsyncWorker
+from a3c_jax.algorithms import interface as algorithm
+from a3c_jax.config import defaults
+from a3c_jax.core import losses, value_losses
+from a3c_jax.core import curves
+from a3c_jax.shell import files as runlog, runner
+from a3c_jax.drivers import synchronous as sync
+from a3c_jax.config.schema import VALUE_ALGOS, Config
+from a3c_jax.core.optim import OptSpec
+from a3c_jax.drivers.records import RecordsMonitor, StopMonitor, UpdateRecord
+from a3c_jax.core.rollout import Trajectory
+from a3c_jax.drivers.asynchronous.store import SharedStore
+from a3c_jax.drivers.asynchronous.supervisor import train_seed
+from a3c_jax.drivers.asynchronous.worker import AsyncWorker
 
 F, T_ = False, True
 GAMMA = 0.5
@@ -327,8 +332,8 @@ def test_stop_monitor_matches_smoothed_returns():
     steps = np.arange(1, 401) * 50
     eps = rng.integers(0, 3, 400).astype(np.float64)
     ret = np.where(eps > 0, np.linspace(10, 500, 400) + rng.normal(0, 20, 400), np.nan)
-    sm = runlog.smoothed_returns(steps, ret, eps, 1000)
-    first = runlog.steps_to_threshold(steps, sm, 300.0)
+    sm = curves.smoothed_returns(steps, ret, eps, 1000)
+    first = curves.steps_to_threshold(steps, sm, 300.0)
     mon = StopMonitor(300.0, 1000)
     fired = next(s for s, r, e in zip(steps, np.nan_to_num(ret) * eps, eps) if mon.add(s, r, e))
     assert fired == first == mon.fired_at
@@ -350,7 +355,7 @@ def test_records_monitor_decides_on_the_complete_prefix_only():
     owner = rng.integers(0, 2, 600)
     rows = [dict(seed=0, env_steps=s, return_sum=np.nan_to_num(r) * e, episodes=e)
             for s, r, e in zip(steps, ret, eps)]
-    expected = runlog.updates_steps_to(rows, 250.0, window_steps=300)
+    expected = curves.updates_steps_to(rows, 250.0, window_steps=300)
     assert np.isfinite(expected)
     per_worker = [[], []]
     mon = RecordsMonitor(per_worker, 250.0, 300)
@@ -459,7 +464,7 @@ def test_train_cli(algo, tmp_path, repo_root):
                      "--target-interval", "500", "--out", str(out), "--no-progress"])
     assert rc == 0
     rows = runlog.read_csv(out / "metrics.csv")
-    assert rows and tuple(rows[0]) == runlog.METRIC_COLUMNS
+    assert rows and tuple(rows[0]) == curves.METRIC_COLUMNS
     assert {r["algo"] for r in rows} == {algo}
     assert (out / "updates.csv").exists() and (out / "params_seed0.msgpack").exists()
     assert runlog.read_config(out).algo == algo
@@ -479,7 +484,7 @@ def test_learns_cartpole(algo):
     result = runner.run(c, write=False)
     assert (result.config.lr, result.config.target_interval,   # the value-method defaults
             result.config.eps_anneal_steps) == (1e-3, 1_000, 50_000)
-    hit = runlog.updates_steps_to(result.update_rows, 400.0)
+    hit = curves.updates_steps_to(result.update_rows, 400.0)
     print(f"{algo}: smoothed return 400 at {hit:.0f} env steps (budget {budget})")
     assert hit <= budget, f"{algo}: smoothed return never reached 400 within {budget}"
 
@@ -490,7 +495,7 @@ def test_sync_nstep_q_learns_cartpole_at_16_envs():
     policy, played apart every 20k env steps, reaches a mean return of 400 within 600k env steps.
     The behaviour return is not the measure: an actor drawn with the paper's final epsilon 0.5
     ends its episodes early whatever Q has learned (experiments/value_sync.py shows both)."""
-    from a3c_jax import policy
+    from a3c_jax.analysis import policy
 
     trainer = sync.make_train(Config(algo="nq", backend="sync", num_envs=16,
                                      total_steps=600_000, seeds=(0,)))

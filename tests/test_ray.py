@@ -5,12 +5,13 @@ import pytest
 
 ray = pytest.importorskip("ray", reason="the ray extra is not installed (pip install .[ray])")
 
-from a3c_jax import runlog  # noqa: E402
-from a3c_jax.config import Config  # noqa: E402
-from a3c_jax.ray_backend import ensure_ray  # noqa: E402
-from a3c_jax.records import update_rows  # noqa: E402
-from a3c_jax.supervisor import train_seed  # noqa: E402
-from a3c_jax.worker import AsyncWorker, WorkerError  # noqa: E402
+from a3c_jax.core import curves
+from a3c_jax.shell import files as runlog  # noqa: E402
+from a3c_jax.config.schema import Config  # noqa: E402
+from a3c_jax.drivers.asynchronous.backends.ray_actors import ensure_ray  # noqa: E402
+from a3c_jax.drivers.records import update_rows  # noqa: E402
+from a3c_jax.drivers.asynchronous.supervisor import train_seed  # noqa: E402
+from a3c_jax.drivers.asynchronous.worker import AsyncWorker, WorkerError  # noqa: E402
 
 CFG = Config(algo="a3c", backend="ray", workers=2, total_steps=3_000, seeds=(0,),
              progress=False, lr_anneal=False)
@@ -53,7 +54,7 @@ def test_a3c_learns_cartpole_on_ray():
                  seeds=(0,), progress=False, log_interval=1_000, stop_return=475.0)
     got = train_seed(AsyncWorker.from_config(cfg), 0)
     assert got.stopped is None
-    first = runlog.updates_steps_to(update_rows(0, got.records), 475.0)
+    first = curves.updates_steps_to(update_rows(0, got.records), 475.0)
     print(f"ray: env steps to 475 = {first}")
     assert np.isfinite(first) and first <= 1_000_000
 
@@ -61,7 +62,7 @@ def test_a3c_learns_cartpole_on_ray():
 def test_more_workers_than_cpus_still_fit():
     """4 workers on the 2-CPU instance: each asks for half a CPU and the run completes
     (asking for a whole CPU each would leave two actors pending forever)."""
-    from a3c_jax.ray_backend import worker_cpus
+    from a3c_jax.drivers.asynchronous.backends.ray_actors import worker_cpus
 
     assert worker_cpus({"CPU": 2.0}, 4) == 0.5
     assert worker_cpus({"CPU": 16.0}, 4) == 1.0
@@ -77,9 +78,9 @@ def test_ray_run_stops_on_sigterm_and_resumes(tmp_path, monkeypatch):
     import os
     import signal
 
-    from a3c_jax import checkpoints, rundir
-    from a3c_jax.ray_backend import RayLaunch
-    from a3c_jax.runner import run
+    from a3c_jax.shell import checkpoints, directory as rundir
+    from a3c_jax.drivers.asynchronous.backends.ray_actors import RayLaunch
+    from a3c_jax.shell.runner import run
 
     real, calls = RayLaunch.poll, [0]
 

@@ -10,11 +10,11 @@ import types
 import numpy as np
 import pytest
 
-from a3c_jax import ray_client
-from a3c_jax.config import Config
-from a3c_jax.defaults import resolve
-from a3c_jax.ray_backend import ParameterServer
-from a3c_jax.worker import AsyncWorker
+from a3c_jax.drivers.asynchronous.backends import ray_store as ray_client
+from a3c_jax.config.schema import Config
+from a3c_jax.config.defaults import resolve
+from a3c_jax.drivers.asynchronous.backends.ray_actors import ParameterServer
+from a3c_jax.drivers.asynchronous.worker import AsyncWorker
 
 
 class _Handle:

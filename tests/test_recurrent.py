@@ -10,11 +10,12 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from a3c_jax import losses, networks, rollout, runlog
-from a3c_jax.config import Config
-from a3c_jax.envs import Env, valid_env_names
-from a3c_jax.runner import run
-from a3c_jax.sync import make_train
+from a3c_jax.core import losses, networks, rollout
+from a3c_jax.core import curves
+from a3c_jax.config.schema import Config
+from a3c_jax.core.envs import Env, valid_env_names
+from a3c_jax.shell.runner import run
+from a3c_jax.drivers.synchronous import make_train
 
 B, T, LSTM = 3, 40, 8
 CFG = losses.LossConfig(gamma=0.99, gae_lambda=1.0, value_coef=0.5, entropy_coef=0.01,
@@ -211,9 +212,9 @@ MASKED_WINDOW = 20_000
 def _first(rows, seed):
     rs = [r for r in rows if r["seed"] == seed]
     steps = np.array([r["env_steps"] for r in rs])
-    sm = runlog.smoothed_returns(steps, np.array([r["episode_return"] for r in rs]),
+    sm = curves.smoothed_returns(steps, np.array([r["episode_return"] for r in rs]),
                                  np.array([r["episodes"] for r in rs]), MASKED_WINDOW)
-    return runlog.steps_to_threshold(steps, sm, MASKED_THRESHOLD), float(np.nanmax(sm))
+    return curves.steps_to_threshold(steps, sm, MASKED_THRESHOLD), float(np.nanmax(sm))
 
 
 @pytest.mark.learning

@@ -11,12 +11,12 @@ import jax
 import numpy as np
 import pytest
 
-from a3c_jax import checkpoints, rundir, runlog, sync_run
-from a3c_jax.config import Config
-from a3c_jax.ray_backend import ParameterServer
-from a3c_jax.resume import store_state
-from a3c_jax.runner import InvalidInput, run
-from a3c_jax.threads import ThreadLaunch
+from a3c_jax.shell import checkpoints, directory as rundir, files as runlog, synchronous as sync_run
+from a3c_jax.config.schema import Config
+from a3c_jax.drivers.asynchronous.backends.ray_actors import ParameterServer
+from a3c_jax.drivers.asynchronous.store_state import store_state
+from a3c_jax.shell.runner import InvalidInput, run
+from a3c_jax.drivers.asynchronous.backends.threads import ThreadLaunch
 
 SYNC = Config(algo="a2c", num_envs=2, total_steps=2_000, seeds=(0, 1), hidden=(8,),
               log_interval=100, log_seconds=0.0, progress=False)
@@ -109,7 +109,7 @@ def test_async_run_interrupted_and_resumed_has_every_update_once(tmp_path, monke
 
 
 def test_parameter_server_state_round_trip():
-    from a3c_jax.worker import AsyncWorker
+    from a3c_jax.drivers.asynchronous.worker import AsyncWorker
 
     cfg = ASYNC.replace(algo="q1", backend="ray")
     worker = AsyncWorker.from_config(cfg)
@@ -133,7 +133,7 @@ def test_train_state_round_trips_through_a_checkpoint(kind, tmp_path):
     PRNG keys) comes back from checkpoint.msgpack as it went in."""
     import jax.numpy as jnp
 
-    from a3c_jax.sync import make_train
+    from a3c_jax.drivers.synchronous import make_train
 
     cfg = (SYNC.replace(algo="nq", backend="sync") if kind == "value"
            else SYNC.replace(env="CartPole-masked-v1", recurrent=True, lstm_size=8))

@@ -12,7 +12,7 @@ import pytest
 import rlax
 from absl.testing import parameterized
 
-from a3c_jax.returns import nstep_q_returns, nstep_returns, one_step_targets
+from a3c_jax.core.returns import nstep_q_returns, nstep_returns, one_step_targets
 
 F, T_ = False, True
 

@@ -8,10 +8,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from a3c_jax import reward_norm
-from a3c_jax.config import Config
-from a3c_jax.normalization import INIT_COUNT
-from a3c_jax.sync import make_train
+from a3c_jax.core import reward_norm
+from a3c_jax.config.schema import Config
+from a3c_jax.core.normalization import INIT_COUNT
+from a3c_jax.drivers.synchronous import make_train
 
 
 def _np_expected(rets, prior=(INIT_COUNT, 0.0, 1.0)):

@@ -14,10 +14,11 @@ import types
 
 import pytest
 
-from a3c_jax import binning, records, rowsink, rundir, runlog, signals
-from a3c_jax.config import Config
-from a3c_jax.records import UpdateRecord
-from a3c_jax.runner import InvalidInput, run
+from a3c_jax.drivers import binning, records
+from a3c_jax.shell import sink as rowsink, directory as rundir, files as runlog, signals
+from a3c_jax.config.schema import Config
+from a3c_jax.drivers.records import UpdateRecord
+from a3c_jax.shell.runner import InvalidInput, run
 
 TINY = Config(algo="a2c", num_envs=2, total_steps=200, seeds=(0,), hidden=(8,),
               progress=False)
@@ -78,8 +79,8 @@ def test_resume_refuses_a_missing_run_and_a_changed_config(tmp_path):
 @pytest.mark.parametrize("algo", ["a2c", "a3c", "q1", "sarsa", "nq"])
 @pytest.mark.parametrize("env", ["CartPole-v1", "Pendulum-v1", "Breakout-MinAtar"])
 def test_every_algorithm_and_action_space_pair_is_accepted_or_refused(algo, env):
-    from a3c_jax.algorithm import make_algorithm
-    from a3c_jax.defaults import resolve
+    from a3c_jax.algorithms.interface import make_algorithm
+    from a3c_jax.config.defaults import resolve
 
     import jax
 
@@ -239,8 +240,8 @@ def test_plot_runs_refuses_bad_input_before_writing(tmp_path, capsys):
 
 def test_a_failed_run_exits_1_and_run_json_holds_the_error(tmp_path, monkeypatch, capsys):
     from a3c_jax.commands import train
-    from a3c_jax.shared import SharedStore
-    from a3c_jax.worker import AsyncWorker
+    from a3c_jax.drivers.asynchronous.store import SharedStore
+    from a3c_jax.drivers.asynchronous.worker import AsyncWorker
 
     class Failing(SharedStore):
         def apply(self, grad, snap, local, t=None):

@@ -15,7 +15,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from a3c_jax import defaults, tables
+from a3c_jax.config import defaults
+from a3c_jax.analysis import tables
 
 REPO = Path(__file__).resolve().parent.parent
 EXPERIMENTS = REPO / "experiments"
@@ -104,8 +105,8 @@ def test_lr_sweep_writes_tidy_csv_and_scatter(tmp_path):
 def test_lr_sweep_vmaps_a_traced_learning_rate_exactly():
     import jax
 
-    from a3c_jax.sync import make_train
-    from a3c_jax.config import Config
+    from a3c_jax.drivers.synchronous import make_train
+    from a3c_jax.config.schema import Config
 
     lr_sweep = load_module("lr_sweep")
     lrs = lr_sweep.sample_lrs(12, 1e-4, 1e-2, seed=0)

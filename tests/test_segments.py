@@ -11,11 +11,13 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from a3c_jax import algorithm, combine, defaults, losses, value_losses
-from a3c_jax.config import Config
-from a3c_jax.rollout import Trajectory
-from a3c_jax.sync import make_train
-from a3c_jax.worker import AsyncWorker
+from a3c_jax.algorithms import interface as algorithm
+from a3c_jax.core import combine, losses, value_losses
+from a3c_jax.config import defaults
+from a3c_jax.config.schema import Config
+from a3c_jax.core.rollout import Trajectory
+from a3c_jax.drivers.synchronous import make_train
+from a3c_jax.drivers.asynchronous.worker import AsyncWorker
 
 NAN = np.nan
 
@@ -148,7 +150,7 @@ def test_masked_actor_critic_loss_equals_per_segment_losses():
         sl = lambda x: x[:n, b]  # noqa: E731
         logits, v = _ac_apply(p, sl(traj.obs))
         _, v_next = _ac_apply(p, sl(traj.final_obs))
-        from a3c_jax.returns import nstep_returns
+        from a3c_jax.core.returns import nstep_returns
         g = nstep_returns(sl(traj.reward), sl(traj.terminated), sl(traj.truncated), v_next,
                           0.9)
         per += float(losses.actor_critic_loss(logits, v, sl(traj.action), g, value_coef=0.5,
@@ -272,14 +274,14 @@ class _Store:
         return before, before + n
 
     def read(self):
-        from a3c_jax.shared import Snapshot
+        from a3c_jax.drivers.asynchronous.store import Snapshot
         return Snapshot(np.zeros(self.n, np.float32), 0, None)
 
     def new_local_state(self):
         return None
 
     def apply(self, grad, snap, local, t=None):
-        from a3c_jax.shared import WriteRecord
+        from a3c_jax.drivers.asynchronous.store import WriteRecord
         return WriteRecord(0, 0, 0)
 
 

@@ -9,9 +9,9 @@ import textwrap
 SCRIPT = textwrap.dedent("""
     import json, sys
     import jax, numpy as np
-    from a3c_jax.config import Config
-    from a3c_jax.sync import make_train
-    from a3c_jax.runner import run
+    from a3c_jax.config.schema import Config
+    from a3c_jax.drivers.synchronous import make_train
+    from a3c_jax.shell.runner import run
 
     assert jax.local_device_count() == 2, jax.devices()
     t = make_train(Config(total_steps=8_000, num_envs=8))

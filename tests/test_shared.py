@@ -6,8 +6,8 @@ import numpy as np
 import optax
 import pytest
 
-from a3c_jax.optim import OptSpec
-from a3c_jax.shared import SharedStore
+from a3c_jax.core.optim import OptSpec
+from a3c_jax.drivers.asynchronous.store import SharedStore
 
 # The lock-free assertions measure how threads interleave: they need the cores to themselves,
 # so ``make test`` runs this module after the parallel part of the suite, alone.

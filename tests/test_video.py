@@ -1,4 +1,4 @@
-"""Videos of a policy (a3c_jax.video): one frame per action taken, written as GIF and MP4 and
+"""Videos of a policy (a3c_jax.analysis.video): one frame per action taken, written as GIF and MP4 and
 read back, for the classic-control and MinAtar environments; evaluate --video."""
 
 from __future__ import annotations
@@ -8,9 +8,10 @@ import jax
 import numpy as np
 import pytest
 
-from a3c_jax import policy as saved, runlog, video
+from a3c_jax.analysis import policy as saved, video
+from a3c_jax.shell import files as runlog
 from a3c_jax.commands import evaluate
-from a3c_jax.config import Config
+from a3c_jax.config.schema import Config
 
 
 def fresh(env: str, **kw) -> saved.SavedPolicy:

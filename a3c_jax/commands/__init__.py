@@ -23,7 +23,8 @@ def refused(check: Callable[[], None]) -> int | None:
     """Run ``check`` (validating every config of a command, checking its run directories,
     before the first run trains); on bad input print the error, naming the flag, and return
     exit status 2; None when the input is good."""
-    from a3c_jax import cli, rundir
+    from a3c_jax.commands import cli
+    from a3c_jax.shell import directory as rundir
 
     try:
         check()

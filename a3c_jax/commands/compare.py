@@ -1,6 +1,6 @@
 """Asynchronous against synchronous at a matched budget, for any method: W workers x E envs
 against W*E lockstep envs (A3C against A2C, or nq against nq_sync...), the same t_max,
-network, optimiser, hyperparameters, seeds and env steps (``a3c_jax.budget``).
+network, optimiser, hyperparameters, seeds and env steps (``a3c_jax.config.pairs``).
 
     a3c-compare --out runs/demo
     a3c-compare --workers 4 --envs-per-worker 2 --seeds 0 1 2 3 4
@@ -28,11 +28,12 @@ from typing import Literal
 
 import tyro
 
-from a3c_jax import analysis, plotting, rundir, signals, tables
-from a3c_jax.budget import matched_pair, pair_labels
-from a3c_jax.config import Combine, Config, OptimizerName, Segments, StoreMode
+from a3c_jax.analysis import runs as analysis, figures as plotting, tables
+from a3c_jax.shell import directory as rundir, signals
+from a3c_jax.config.pairs import matched_pair, pair_labels
+from a3c_jax.config.schema import Combine, Config, OptimizerName, Segments, StoreMode
 from a3c_jax.commands import refused
-from a3c_jax.runner import run
+from a3c_jax.shell.runner import run
 
 Method = Literal["a3c", "a2c", "q1", "sarsa", "nq"]
 DEFAULTS = Config()

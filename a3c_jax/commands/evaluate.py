@@ -8,10 +8,10 @@
 
 Reads RUN_DIR/config.json and RUN_DIR/params_seed{S}.msgpack of any run (a2c, a3c, recurrent,
 continuous-action or value-based), plays ``episodes`` episodes in parallel with
-``a3c_jax.policy.evaluate`` (each environment of a batch plays its first episode to the end),
+``a3c_jax.analysis.policy.evaluate`` (each environment of a batch plays its first episode to the end),
 prints the mean and standard deviation of the return per seed, and writes RUN_DIR/eval.json
 (or ``--out``) atomically. ``--video PATH`` also records one episode of the first seed
-(``a3c_jax.video``: ``.gif``, or ``.mp4`` with the ``video`` extra) for the environments it
+(``a3c_jax.analysis.video``: ``.gif``, or ``.mp4`` with the ``video`` extra) for the environments it
 can draw (CartPole, Pendulum, Acrobot, MountainCar, MinAtar). Bad input (a missing or corrupt
 file, parameters that do not fit the config) prints the problem and exits with status 2.
 """
@@ -27,7 +27,8 @@ from typing import Literal
 import numpy as np
 import tyro
 
-from a3c_jax import policy as saved, runlog, video
+from a3c_jax.analysis import policy as saved, video
+from a3c_jax.shell import files as runlog
 
 
 @dataclasses.dataclass(frozen=True)

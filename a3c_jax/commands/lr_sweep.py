@@ -27,12 +27,13 @@ import numpy as np
 import pandas as pd
 import tyro
 
-from a3c_jax import analysis, plotting, rundir, runlog, signals, tables
-from a3c_jax.sync import make_train
-from a3c_jax.budget import matched_pair
-from a3c_jax.config import Config
+from a3c_jax.analysis import runs as analysis, figures as plotting, tables
+from a3c_jax.shell import directory as rundir, files as runlog, signals
+from a3c_jax.drivers.synchronous import make_train
+from a3c_jax.config.pairs import matched_pair
+from a3c_jax.config.schema import Config
 from a3c_jax.commands import refused
-from a3c_jax.runner import run
+from a3c_jax.shell.runner import run
 
 CSV_COLUMNS = ("algo", "lr", "seed", "final_return")
 DEFAULTS = Config()

@@ -19,7 +19,7 @@ from typing import Literal
 
 import tyro
 
-from a3c_jax import analysis, plotting, tables
+from a3c_jax.analysis import runs as analysis, figures as plotting, tables
 
 
 @dataclasses.dataclass(frozen=True)

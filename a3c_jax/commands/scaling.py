@@ -26,11 +26,12 @@ from typing import Literal
 
 import tyro
 
-from a3c_jax import analysis, plotting, rundir, runlog, signals, tables
-from a3c_jax.budget import matched_pair
-from a3c_jax.config import Config, OptimizerName, StoreMode
+from a3c_jax.analysis import runs as analysis, figures as plotting, tables
+from a3c_jax.shell import directory as rundir, files as runlog, signals
+from a3c_jax.config.pairs import matched_pair
+from a3c_jax.config.schema import Config, OptimizerName, StoreMode
 from a3c_jax.commands import refused
-from a3c_jax.runner import run
+from a3c_jax.shell.runner import run
 
 TABLE_COLUMNS = ("method", "family", "workers", "envs_per_worker", "total_envs", "seeds",
                  "reached", "steps_to_threshold", "seconds_to_threshold", "speedup",

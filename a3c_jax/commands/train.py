@@ -14,9 +14,10 @@ from __future__ import annotations
 import sys
 import traceback
 
-from a3c_jax import cli, progress, rundir, signals
-from a3c_jax.runner import InvalidInput, run
-from a3c_jax.worker import WorkerError
+from a3c_jax.commands import cli
+from a3c_jax.shell import progress, directory as rundir, signals
+from a3c_jax.shell.runner import InvalidInput, run
+from a3c_jax.drivers.asynchronous.worker import WorkerError
 
 
 def main(argv: list[str] | None = None) -> int:

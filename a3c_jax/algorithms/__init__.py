@@ -1,0 +1,1 @@
+"""The algorithm interface: the pure pieces of each of the paper's methods."""

@@ -1,0 +1,1 @@
+"""Reading runs back: curves, tables, figures, saved policies and videos."""

@@ -1,0 +1,221 @@
+"""Learning curves as data: run directories read into one tidy table, smoothing, a common grid,
+seed aggregates with percentile-bootstrap bands, and the final return of a curve.
+
+``load_runs`` reads run directories (config.json and metrics.csv) into one DataFrame, one row
+per metrics.csv row. Curves are smoothed per (run, seed) on the env-step axis, then interpolated
+onto a common grid of env steps or of wall-clock seconds, and aggregated over seeds (mean or
+IQM) only where every seed has a value, so a band never mixes seeds that stopped with seeds
+still running. The bootstrap uses a fixed rng, so tables and figures are reproducible.
+
+Tables built from these (summaries, speedups) are in ``tables``; figures in ``plotting``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+
+from a3c_jax.core import curves
+
+RUN_COLUMNS = ("run", "run_dir", "method", "env", "workers", "envs_per_worker", "num_envs",
+               "total_envs", "lr", "t_max", "total_steps")
+STATS = ("mean", "iqm")
+CURVE_KEY = ["run_dir", "seed"]  # one learning curve; run_dir, since run names may repeat
+
+
+def keyed(df: pd.DataFrame) -> pd.DataFrame:
+    """``df`` with a ``run_dir`` column: tables built by hand may lack it; fall back on ``run``."""
+    if "run_dir" in df.columns:
+        return df
+    return df.assign(run_dir=df["run"] if "run" in df.columns else "run")
+
+
+def is_sync(config: dict) -> bool:
+    """Whether a run's config trained on the synchronous driver (a2c, or backend sync)."""
+    return config["algo"] == "a2c" or config.get("backend") == "sync"
+
+
+def run_label(config: dict) -> str:
+    """The method a run trained, as its rows name it: a2c, a3c, nq, nq_sync..."""
+    if not is_sync(config):
+        return config["algo"]
+    return "a2c" if config["algo"] in ("a2c", "a3c") else f"{config['algo']}_sync"
+
+
+def method_label(config: dict) -> str:
+    """A readable name for what a run trained: 'a3c W=2 E=1', 'a2c N=2' or 'nq_sync N=2'."""
+    if is_sync(config):
+        return f"{run_label(config)} N={config['num_envs']}"
+    return f"{config['algo']} W={config['workers']} E={config['envs_per_worker']}"
+
+
+def total_envs(config: dict) -> int:
+    """Environments stepped in parallel: N on the sync driver, W * E for asynchronous runs."""
+    if is_sync(config):
+        return int(config["num_envs"])
+    return int(config["workers"]) * int(config["envs_per_worker"])
+
+
+def load_runs(dirs: Sequence[str | os.PathLike], labels: Sequence[str] | None = None
+              ) -> pd.DataFrame:
+    """Read run directories into one tidy table: one row per metrics.csv row, plus columns from
+    each run's config.json (``run`` is the directory name; ``method`` is ``labels[i]`` when
+    given, else ``method_label``). ``algo`` is taken from config.json, so a run is what its
+    config says it is."""
+    dirs = [Path(d) for d in dirs]
+    if labels is not None and len(labels) != len(dirs):
+        raise ValueError(f"labels: {len(labels)} labels for {len(dirs)} run directories")
+    frames = []
+    for i, d in enumerate(dirs):
+        with open(d / "config.json") as f:
+            config = json.load(f)
+        metrics = pd.read_csv(d / "metrics.csv")
+        for col in curves.METRIC_COLUMNS:
+            if col not in metrics.columns:
+                metrics[col] = np.nan
+        metrics = metrics[list(curves.METRIC_COLUMNS)].copy()
+        metrics["algo"] = run_label(config)
+        metrics["run"] = d.name
+        metrics["run_dir"] = str(d)
+        metrics["method"] = labels[i] if labels is not None else method_label(config)
+        for key in ("env", "workers", "envs_per_worker", "num_envs", "lr", "t_max",
+                    "total_steps"):
+            metrics[key] = config.get(key, np.nan)
+        metrics["total_envs"] = total_envs(config)
+        frames.append(metrics)
+    if not frames:
+        return pd.DataFrame(columns=list(curves.METRIC_COLUMNS) + list(RUN_COLUMNS))
+    df = pd.concat(frames, ignore_index=True)
+    for col in ("env_steps", "wall_time_s", "episode_return", "episodes", "staleness"):
+        df[col] = pd.to_numeric(df[col], errors="coerce")
+    df["seed"] = df["seed"].astype(int)
+    return df.sort_values(["run_dir", "seed", "env_steps"], kind="stable").reset_index(drop=True)
+
+
+def smoothed(df: pd.DataFrame, window_frac: float = 0.02, window_steps: float | None = None
+             ) -> pd.DataFrame:
+    """A copy of ``df`` with a ``smoothed`` column: curves.smoothed_returns per (run, seed),
+    over a trailing window of ``window_steps`` env steps (default ``window_frac`` of the run's
+    total_steps)."""
+    out = keyed(df).sort_values(CURVE_KEY + ["env_steps"], kind="stable").copy()
+    out["smoothed"] = np.nan
+    for _, g in out.groupby(CURVE_KEY, sort=False):
+        total = float(g["total_steps"].iloc[0]) if "total_steps" in g else g["env_steps"].max()
+        window = window_steps if window_steps is not None else max(window_frac * total, 1.0)
+        out.loc[g.index, "smoothed"] = curves.smoothed_returns(
+            g["env_steps"].to_numpy(), g["episode_return"].to_numpy(),
+            g["episodes"].fillna(0).to_numpy(), window)
+    return out
+
+
+def with_smoothed(df: pd.DataFrame, window_frac: float = 0.02) -> pd.DataFrame:
+    """``df`` itself if it already has a ``smoothed`` column, else ``smoothed(df, window_frac)``."""
+    return keyed(df) if "smoothed" in df.columns else smoothed(df, window_frac)
+
+
+def interpolate(df: pd.DataFrame, x: str = "env_steps", y: str = "smoothed",
+                by: str = "method", num: int = 200, window_frac: float = 0.02) -> pd.DataFrame:
+    """Interpolate every (run, seed) curve of ``y`` onto one grid of ``x`` per group ``by``.
+
+    The grid of a group spans the range that every one of its curves covers (from the latest
+    first point to the earliest last point), so aggregates never extrapolate a seed. Returns a
+    tidy table with columns ``by, run_dir, seed, x, y``; ``y`` is NaN before a curve's first
+    finite value (no episode completed yet).
+    """
+    df = with_smoothed(df, window_frac) if y == "smoothed" else keyed(df)
+    parts = []
+    for label, g in df.groupby(by, sort=True):
+        curves = [(key, c.sort_values(x)) for key, c in g.groupby(CURVE_KEY, sort=True)]
+        lo = max(float(c[x].min()) for _, c in curves)
+        hi = min(float(c[x].max()) for _, c in curves)
+        grid = np.linspace(lo, hi, num) if hi > lo else np.array([hi])
+        for (run_dir, seed), c in curves:
+            xs, ys = c[x].to_numpy(np.float64), c[y].to_numpy(np.float64)
+            ok = np.isfinite(xs) & np.isfinite(ys)
+            if ok.any():
+                vals = np.interp(grid, xs[ok], ys[ok], left=np.nan)
+            else:
+                vals = np.full(grid.shape, np.nan)
+            parts.append(pd.DataFrame({by: label, "run_dir": run_dir, "seed": seed, x: grid,
+                                       y: vals}))
+    if not parts:
+        return pd.DataFrame(columns=[by, "run_dir", "seed", x, y])
+    return pd.concat(parts, ignore_index=True)
+
+
+def _stat(values: np.ndarray, stat: str, axis: int) -> np.ndarray:
+    """Mean, or interquartile mean (mean of the middle 50%, trimming floor(n/4) per side)."""
+    if stat == "mean":
+        return np.mean(values, axis=axis)
+    if stat == "iqm":
+        n = values.shape[axis]
+        k = int(np.floor(0.25 * n))
+        s = np.sort(values, axis=axis)
+        return np.mean(np.take(s, np.arange(k, n - k), axis=axis), axis=axis)
+    raise ValueError(f"stat must be one of {STATS}, got {stat!r}")
+
+
+def bootstrap_ci(values, stat: str = "mean", n_boot: int = 2000, ci: float = 0.95,
+                 seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Percentile bootstrap over seeds (axis 0), with a fixed rng.
+
+    ``values``: [num_seeds] or [num_seeds, num_points]. Returns (estimate, lo, hi), each of
+    shape ``values.shape[1:]``. With one seed the band collapses onto the estimate.
+    """
+    values = np.asarray(values, np.float64)
+    estimate = _stat(values, stat, axis=0)
+    n = values.shape[0]
+    if n < 2:
+        return estimate, estimate.copy(), estimate.copy()
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, n, size=(n_boot, n))
+    boot = _stat(values[idx], stat, axis=1)            # [n_boot, ...]
+    alpha = (1.0 - ci) / 2.0
+    lo, hi = np.quantile(boot, [alpha, 1.0 - alpha], axis=0)
+    return estimate, lo, hi
+
+
+def aggregate_curves(curves: pd.DataFrame, x: str = "env_steps", y: str = "smoothed",
+                     by: str = "method", stat: str = "mean", n_boot: int = 2000,
+                     ci: float = 0.95, seed: int = 0) -> pd.DataFrame:
+    """Aggregate interpolated curves over seeds: columns ``by, x, estimate, lo, hi, n``.
+    Points where any seed has no value yet are NaN."""
+    parts = []
+    for label, g in curves.groupby(by, sort=True):
+        wide = g.pivot(index=x, columns=CURVE_KEY, values=y)
+        vals = wide.to_numpy(np.float64).T                 # [num_curves, num_points]
+        est = np.full(vals.shape[1], np.nan)
+        lo, hi = est.copy(), est.copy()
+        full = np.all(np.isfinite(vals), axis=0)
+        if full.any():
+            est[full], lo[full], hi[full] = bootstrap_ci(vals[:, full], stat, n_boot, ci, seed)
+        parts.append(pd.DataFrame({by: label, x: wide.index.to_numpy(), "estimate": est,
+                                   "lo": lo, "hi": hi, "n": vals.shape[0]}))
+    if not parts:
+        return pd.DataFrame(columns=[by, x, "estimate", "lo", "hi", "n"])
+    return pd.concat(parts, ignore_index=True)
+
+
+def final_return(env_steps, episode_return, episodes, frac: float = 0.1) -> float:
+    """Episode-weighted mean return over the last ``frac`` of a curve's env steps (at least the
+    last row); NaN when no episode completed there."""
+    env_steps = np.asarray(env_steps, np.float64)
+    ret = np.nan_to_num(np.asarray(episode_return, np.float64))
+    eps = np.nan_to_num(np.asarray(episodes, np.float64))
+    if env_steps.size == 0:
+        return float("nan")
+    start = env_steps.max() * (1.0 - frac)
+    sel = env_steps > start       # a row logs the steps that end at its env_steps
+    sel[-1] = True
+    n = eps[sel].sum()
+    return float((ret[sel] * eps[sel]).sum() / n) if n > 0 else float("nan")
+
+
+def seeds_label(n: int) -> str:
+    """'1 seed', '3 seeds'."""
+    return f"{n} seed" if n == 1 else f"{n} seeds"

@@ -1,0 +1,215 @@
+"""Tables of runs: per-seed results, a summary per method, speedups, learning-rate sweeps, and
+their markdown / CSV forms.
+
+Everything reads the tidy DataFrame of ``analysis.load_runs`` (or a table built by hand with
+the same columns). ``summary_table`` gives, per method, the final return with a bootstrapped
+interval, env steps and wall-clock seconds to a threshold, and throughput; ``write_summary``
+writes it as CSV (every column) and markdown (readable); ``scaling_table`` adds speedups
+relative to the smallest setting; ``lr_table`` summarises a learning-rate sweep.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from a3c_jax.shell import files as runlog
+from a3c_jax.analysis.runs import CURVE_KEY, bootstrap_ci, final_return, with_smoothed
+
+SUMMARY_COLUMNS = ("method", "algo", "env", "workers", "envs_per_worker", "total_envs", "lr",
+                   "seeds", "final_return", "final_return_lo", "final_return_hi",
+                   "threshold", "reached", "steps_to_threshold", "seconds_to_threshold",
+                   "env_steps_per_s", "wall_time_s", "staleness")
+LR_COLUMNS = ("algo", "runs", "mean final return", "median final return", "max final return",
+              "best lr")
+
+
+def per_seed(df: pd.DataFrame, threshold: float, by: str = "method", final_frac: float = 0.1,
+             window_frac: float = 0.02) -> pd.DataFrame:
+    """One row per (group, run, seed): final return, env steps and wall-clock seconds at which
+    the smoothed return first reaches ``threshold`` (NaN if never), env steps per second."""
+    df = with_smoothed(df, window_frac)
+    rows = []
+    for (label, run_dir, seed), g in df.groupby([by] + CURVE_KEY, sort=True):
+        g = g.sort_values("env_steps")
+        sm = np.nan_to_num(g["smoothed"].to_numpy(np.float64), nan=-np.inf)
+        hit = np.nonzero(sm >= threshold)[0]
+        last = g.iloc[-1]
+        wall = float(last["wall_time_s"])
+        rows.append({
+            by: label, "run": last.get("run", Path(run_dir).name), "run_dir": run_dir,
+            "seed": int(seed), "algo": last["algo"], "lr": float(last["lr"]),
+            "final_return": final_return(g["env_steps"], g["episode_return"], g["episodes"],
+                                         final_frac),
+            "steps_to_threshold": float(g["env_steps"].iloc[hit[0]]) if len(hit) else np.nan,
+            "seconds_to_threshold": float(g["wall_time_s"].iloc[hit[0]]) if len(hit) else np.nan,
+            "env_steps": float(last["env_steps"]), "wall_time_s": wall,
+            "env_steps_per_s": float(last["env_steps"]) / wall if wall > 0 else np.nan,
+            "staleness": float(np.nanmean(g["staleness"])) if g["staleness"].notna().any()
+            else np.nan,
+        })
+    return pd.DataFrame(rows)
+
+
+def summary_table(df: pd.DataFrame, threshold: float = 475.0, stat: str = "mean",
+                  by: str = "method", final_frac: float = 0.1, n_boot: int = 2000,
+                  ci: float = 0.95, window_frac: float = 0.02) -> pd.DataFrame:
+    """Per group: final return (``stat`` over seeds with a bootstrapped ``ci`` interval), how
+    many seeds reached ``threshold`` (smoothed), mean env steps and wall-clock seconds to reach
+    it over the seeds that did, env steps per second, total seconds and mean staleness.
+
+    ``workers``/``envs_per_worker`` are blank for sync runs (a2c, nq_sync...: N =
+    ``total_envs`` envs)."""
+    seeds = per_seed(df, threshold, by, final_frac, window_frac)
+    rows = []
+    for label, g in seeds.groupby(by, sort=True):
+        meta = df[df[by] == label].iloc[0]
+        finals = g["final_return"].to_numpy(np.float64)
+        finals = finals[np.isfinite(finals)]
+        est, lo, hi = (bootstrap_ci(finals, stat, n_boot, ci) if finals.size
+                       else (np.nan, np.nan, np.nan))
+        sync = meta["algo"] == "a2c" or str(meta["algo"]).endswith("_sync")
+        rows.append({
+            "method": label, "algo": meta["algo"], "env": meta["env"],
+            "workers": np.nan if sync else int(meta["workers"]),
+            "envs_per_worker": np.nan if sync else int(meta["envs_per_worker"]),
+            "total_envs": int(meta["total_envs"]), "lr": float(meta["lr"]),
+            "seeds": len(g), "final_return": float(est), "final_return_lo": float(lo),
+            "final_return_hi": float(hi), "threshold": float(threshold),
+            "reached": int(g["steps_to_threshold"].notna().sum()),
+            "steps_to_threshold": float(g["steps_to_threshold"].mean()),
+            "seconds_to_threshold": float(g["seconds_to_threshold"].mean()),
+            "env_steps_per_s": float(g["env_steps_per_s"].mean()),
+            "wall_time_s": float(g["wall_time_s"].mean()),
+            "staleness": float(g["staleness"].mean()),
+        })
+    table = pd.DataFrame(rows, columns=list(SUMMARY_COLUMNS))
+    if by != "method":
+        table = table.rename(columns={"method": by})
+    return table
+
+
+def scaling_table(table: pd.DataFrame, x: str = "total_envs", group: str = "algo"
+                  ) -> pd.DataFrame:
+    """Add speedups relative to the smallest ``x`` within each ``group`` of a summary table:
+    ``speedup`` (wall-clock seconds to the threshold; the paper's Table 2 measure),
+    ``throughput_speedup`` (env steps per second) and ``steps_ratio`` (env steps to the
+    threshold, > 1 means fewer steps than the baseline)."""
+    parts = []
+    for _, g in table.groupby(group, sort=True):
+        g = g.sort_values(x).copy()
+        base = g.iloc[0]
+        g["speedup"] = base["seconds_to_threshold"] / g["seconds_to_threshold"]
+        g["throughput_speedup"] = g["env_steps_per_s"] / base["env_steps_per_s"]
+        g["steps_ratio"] = base["steps_to_threshold"] / g["steps_to_threshold"]
+        parts.append(g)
+    return pd.concat(parts, ignore_index=True) if parts else table.copy()
+
+
+def _ratio_ci(num: np.ndarray, den: np.ndarray, n_boot: int, ci: float, seed: int
+              ) -> tuple[float, float]:
+    """Percentile bootstrap of mean(num) / mean(den), each side's seeds resampled apart."""
+    num, den = num[np.isfinite(num)], den[np.isfinite(den)]
+    if num.size == 0 or den.size == 0:
+        return np.nan, np.nan
+    rng = np.random.default_rng(seed)
+    a = num[rng.integers(0, num.size, (n_boot, num.size))].mean(1)
+    b = den[rng.integers(0, den.size, (n_boot, den.size))].mean(1)
+    alpha = (1.0 - ci) / 2.0
+    lo, hi = np.quantile(a / b, [alpha, 1.0 - alpha])
+    return float(lo), float(hi)
+
+
+def speedup_intervals(seeds: pd.DataFrame, table: pd.DataFrame, x: str = "total_envs",
+                      group: str = "algo", by: str = "method", n_boot: int = 2000,
+                      ci: float = 0.95) -> pd.DataFrame:
+    """``table`` (``scaling_table``'s) with bootstrapped ``ci`` intervals of its speedups over
+    seeds (``per_seed`` rows): ``speedup_lo/hi`` (time to the threshold, over the seeds that
+    reached it) and ``throughput_speedup_lo/hi`` (env steps per second)."""
+    out = table.copy()
+    for col in ("speedup_lo", "speedup_hi", "throughput_speedup_lo", "throughput_speedup_hi"):
+        out[col] = np.nan
+    for _, g in out.groupby(group, sort=True):
+        base = seeds[seeds[by] == g.sort_values(x).iloc[0][by]]
+        for i, row in g.iterrows():
+            mine = seeds[seeds[by] == row[by]]
+            out.loc[i, ["speedup_lo", "speedup_hi"]] = _ratio_ci(
+                base["seconds_to_threshold"].to_numpy(float),
+                mine["seconds_to_threshold"].to_numpy(float), n_boot, ci, 0)
+            out.loc[i, ["throughput_speedup_lo", "throughput_speedup_hi"]] = _ratio_ci(
+                mine["env_steps_per_s"].to_numpy(float),
+                base["env_steps_per_s"].to_numpy(float), n_boot, ci, 1)
+    return out
+
+
+def lr_table(sweep: pd.DataFrame, by: str = "algo") -> pd.DataFrame:
+    """Summary of a learning-rate sweep (one row per run and seed, columns ``by``, ``lr``,
+    ``final_return``): per group, the number of runs, the mean, median and max final return,
+    and the best learning rate (highest mean final return over its seeds)."""
+    rows = []
+    for label, g in sweep.groupby(by, sort=True):
+        finals = g["final_return"].astype(float)
+        per_lr = g.assign(final_return=finals).groupby("lr")["final_return"].mean()
+        best = per_lr.idxmax() if per_lr.notna().any() else np.nan
+        rows.append({by: label, "runs": len(g), "mean final return": finals.mean(),
+                     "median final return": finals.median(), "max final return": finals.max(),
+                     "best lr": f"{best:.3g}" if np.isfinite(best) else "—"})
+    return pd.DataFrame(rows, columns=[by] + list(LR_COLUMNS[1:]))
+
+
+def fmt_cell(v) -> str:
+    """A table cell: integers without a point, 4 significant digits, — for NaN."""
+    if isinstance(v, (float, np.floating)):
+        if not np.isfinite(v):
+            return "—"
+        if float(v).is_integer() and abs(v) < 1e15:
+            return f"{int(v)}"
+        return f"{v:.4g}" if abs(v) < 1e3 else f"{v:.0f}"
+    return str(v)
+
+
+def to_markdown(table: pd.DataFrame) -> str:
+    """A GitHub-flavoured markdown table (no third-party dependency)."""
+    cols = [str(c) for c in table.columns]
+    lines = ["| " + " | ".join(cols) + " |", "|" + "|".join("---" for _ in cols) + "|"]
+    for _, row in table.iterrows():
+        lines.append("| " + " | ".join(fmt_cell(row[c]) for c in table.columns) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def summary_markdown(table: pd.DataFrame) -> str:
+    """The summary table as a human-readable markdown table with the CI folded in."""
+    if "final_return" not in table.columns:
+        return to_markdown(table)
+    thr = fmt_cell(float(table["threshold"].iloc[0])) if len(table) else "threshold"
+    view = pd.DataFrame({
+        table.columns[0]: table.iloc[:, 0],
+        "seeds": table["seeds"],
+        "final return [95% CI]": [
+            f"{fmt_cell(m)} [{fmt_cell(lo)}, {fmt_cell(hi)}]" for m, lo, hi in
+            zip(table["final_return"], table["final_return_lo"], table["final_return_hi"])],
+        f"seeds reaching {thr}": [f"{r}/{s}" for r, s in zip(table["reached"], table["seeds"])],
+        f"env steps to {thr}": table["steps_to_threshold"],
+        f"seconds to {thr}": table["seconds_to_threshold"],
+        "env steps/s": table["env_steps_per_s"].round(0),
+        "seconds": table["wall_time_s"],
+        "staleness": table["staleness"],
+    })
+    return to_markdown(view)
+
+
+def write_summary(table: pd.DataFrame, out_dir: str | os.PathLike, name: str = "summary"
+                  ) -> tuple[Path, Path]:
+    """Write ``{name}.csv`` (every column) and ``{name}.md`` (readable) atomically."""
+    out_dir = Path(out_dir)
+    csv_path, md_path = out_dir / f"{name}.csv", out_dir / f"{name}.md"
+    runlog.atomic_write_text(csv_path, table.to_csv(index=False))
+    note = ("Final return: mean episode return over the last 10% of env steps per seed, "
+            "aggregated over seeds with a bootstrapped 95% CI. Steps and seconds to the "
+            "threshold: first logged point where the smoothed return reaches it, averaged over "
+            "the seeds that did (— if none). Seconds count from the end of compilation.\n")
+    runlog.atomic_write_text(md_path, summary_markdown(table) + "\n" + note)
+    return csv_path, md_path

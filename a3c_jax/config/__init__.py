@@ -1,0 +1,1 @@
+"""The configuration: the typed Config, its per-method defaults and its checks."""

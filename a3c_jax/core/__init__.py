@@ -1,0 +1,1 @@
+"""The pure core: environments, networks, distributions, returns, losses, rollout, optimisers."""

@@ -1,0 +1,1 @@
+"""The drivers: the synchronous program, the asynchronous workers and store, the emulator."""

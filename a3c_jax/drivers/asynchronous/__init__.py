@@ -1,0 +1,1 @@
+"""Asynchronous actor-learners: the shared store, the one worker loop, the supervisor."""

@@ -1,0 +1,1 @@
+"""Backends that launch W worker loops: threads, processes, Ray."""

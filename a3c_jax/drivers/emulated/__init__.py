@@ -1,0 +1,1 @@
+"""The emulated backend: W asynchronous workers replayed in one jitted program."""

@@ -1,0 +1,60 @@
+"""The figure a run directory holds: returns.png, one smoothed line per seed.
+
+Written by the run shell when a run ends (``runner.run``); ``save_figure`` saves any figure
+atomically, and the analysis figures (``a3c_jax.analysis.figures``) use it too.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import defaultdict
+from pathlib import Path
+from typing import Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from a3c_jax.core import curves  # noqa: E402
+
+
+def run_series(rows: Sequence[dict]):
+    """(seed, env steps, episode return, episodes) per seed of metrics.csv rows, as arrays."""
+    by_seed = defaultdict(list)
+    for r in rows:
+        by_seed[int(r["seed"])].append(r)
+    for seed, rs in sorted(by_seed.items()):
+        steps = np.array([float(r["env_steps"]) for r in rs])
+        ret = np.array([float(r["episode_return"]) if r["episode_return"] not in ("", None)
+                        else np.nan for r in rs])
+        eps = np.array([float(r["episodes"]) for r in rs])
+        yield seed, steps, ret, eps
+
+
+def plot_run(rows: Sequence[dict], path: str | os.PathLike, title: str = "",
+             window_frac: float = 0.02) -> Path:
+    """Return against env steps, one smoothed line per seed; saved atomically as PNG."""
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for seed, steps, ret, eps in run_series(rows):
+        window = max(window_frac * steps.max(), 1.0)
+        ax.plot(steps, curves.smoothed_returns(steps, ret, eps, window), label=f"seed {seed}")
+    ax.set_xlabel("environment steps")
+    ax.set_ylabel("episode return (smoothed)")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize="small")
+    fig.tight_layout()
+    return save_figure(fig, path)
+
+
+def save_figure(fig, path: str | os.PathLike) -> Path:
+    """Save a figure atomically (temporary file in the same directory, then rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.tmp{path.suffix or '.png'}")
+    fig.savefig(tmp, dpi=110)
+    plt.close(fig)
+    os.replace(tmp, path)
+    return path

@@ -1,0 +1,242 @@
+"""Run an experiment from a Config: the impure shell around the drivers.
+
+``run(config)`` validates the config, resolves its per-method defaults **once**
+(``defaults.resolve``), checks the run directory's options before anything compiles
+(``rundir.prepare``: bad input raises ``InvalidInput``, a ``ValueError``, and touches nothing),
+trains every seed on the synchronous driver (``a3c_jax.shell.synchronous`` over ``a3c_jax.drivers.synchronous``) or on
+asynchronous workers (``a3c_jax.shell.asynchronous`` over ``a3c_jax.drivers.asynchronous.supervisor``), shows progress, and
+keeps the run directory current (see ``a3c_jax.shell.directory``): run.json (status, versions, machine,
+command line), config.json (resolved), metrics.csv and updates.csv appended as rows are
+logged, periodic checkpoints (``resume`` continues from them), final parameters and a plot.
+
+Rows: every driver feeds the run's ``rowsink.RowSink`` as rows are logged (sync: when a row
+closes; async: the complete prefix of the records, binned as they arrive). Any object with a
+``rows(rows)`` method (and optionally ``updates(rows)``, ``flush()``, ``close()``) passed in
+``run(..., subscribers=[...])`` receives the same rows at the same time as metrics.csv: this
+is the hook for a progress display or a TensorBoard writer.
+
+Signals: SIGINT (Ctrl-C) and SIGTERM stop training at the next safe point on every backend
+(``a3c_jax.shell.signals``); what was gathered is written, run.json says "interrupted" and which
+signal (``RunResult.extras["signal"]``), and a second signal exits at once. A failing worker's
+error is re-raised after the run directory is written (run.json: "failed").
+
+``wall_time_s`` counts from the end of compilation (``compile_s`` in ``RunResult.extras``).
+With ``vmap_seeds`` the sync driver trains all seeds in one call, so their wall-clock time is
+shared; wall-clock comparisons use ``vmap_seeds=False`` (what ``budget.matched_pair`` sets).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import signal
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from a3c_jax.drivers import records as records_lib
+from a3c_jax.shell import directory as rundir_lib
+from a3c_jax.core import curves
+from a3c_jax.shell import figure, loggers, files as runlog, signals
+from a3c_jax.config.schema import Config
+from a3c_jax.config.defaults import resolve
+from a3c_jax.shell.directory import (InvalidInput)  # noqa: F401 - re-exported: bad input, exit status 2
+
+
+@dataclasses.dataclass
+class RunResult:
+    config: Config                   # resolved
+    run_dir: Path | None
+    rows: list[dict]                 # metrics.csv rows
+    params: dict[int, Any]           # final parameters per seed
+    interrupted: bool = False
+    update_rows: list[dict] = dataclasses.field(default_factory=list)
+    extras: dict = dataclasses.field(default_factory=dict)
+
+
+class _NoBar:
+    """The drivers' step counter callbacks lead nowhere: ``progress.ProgressDisplay`` (a row
+    subscriber, ``loggers.subscribers``) shows the progress from the logged rows."""
+
+    def update(self, n: int = 1) -> None:
+        pass
+
+    def reset(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def _progress(config: Config, total: int, desc: str) -> _NoBar:
+    return _NoBar()
+
+
+def _no_stop() -> int | None:
+    return None
+
+
+def run_sync(config: Config, loss_fn: Callable | None = None,
+             rd: rundir_lib.RunDir | None = None,
+             should_stop: Callable[[], int | None] = _no_stop) -> RunResult:
+    """Train every seed of a resolved config on the synchronous driver."""
+    from a3c_jax.drivers.synchronous import SyncTrainer
+    from a3c_jax.shell.synchronous import run_groups
+
+    rd = rd if rd is not None else rundir_lib.RunDir(config, None, {})
+    trainer = SyncTrainer(config, loss_fn)
+    bar = _progress(config, config.total_steps * len(config.seeds), records_lib.row_label(config))
+    try:
+        params, compile_s, interrupted = run_groups(trainer, rd, bar.update, should_stop)
+    finally:
+        bar.close()
+    return RunResult(config=config, run_dir=None, rows=rd.sink.rows, params=params,
+                     interrupted=interrupted, extras={"compile_s": compile_s})
+
+
+def run_async(config: Config, loss_fn: Callable | None = None,
+              rd: rundir_lib.RunDir | None = None,
+              should_stop: Callable[[], int | None] = _no_stop) -> RunResult:
+    """Train every seed of a resolved config with asynchronous workers on ``config.backend``;
+    returns the result and the failure (a worker's error) if one stopped the run."""
+    import time
+
+    from a3c_jax.shell.asynchronous import resume_points, run_seed
+    from a3c_jax.drivers.asynchronous.store_state import ResumedWorker
+
+    rd = rd if rd is not None else rundir_lib.RunDir(config, None, {})
+    worker = ResumedWorker(config, loss_fn, resume_points(config, rd))
+    for seed in config.seeds:
+        entry = rd.entry(seed)
+        if entry is not None and entry["store"]["params"].shape != (worker.num_params,):
+            raise InvalidInput(f"resume: the checkpoint of seed {seed} holds "
+                               f"{entry['store']['params'].shape[0]} parameters where this "
+                               f"config's network has {worker.num_params}")
+    t_compile = time.perf_counter()
+    if config.backend == "threads":
+        worker.compile()
+        rd.sink.phase("train")   # other backends compile in their workers: the rows say when
+    params: dict[int, Any] = {}
+    extras: dict = {"staleness": {}, "lost": {}, "backend": config.backend,
+                    "compile_s": time.perf_counter() - t_compile}
+    interrupted = False
+    failure: BaseException | None = None
+    bar = _progress(config, config.total_steps, config.algo)
+    try:
+        for seed in config.seeds:
+            if should_stop() is not None:
+                interrupted = True
+                break
+            bar.reset()
+            got = run_seed(worker, seed, rd, bar.update, loss_fn, should_stop)
+            if got.params is not None:
+                params[seed] = got.params
+            extras["staleness"][seed] = got.staleness
+            extras["lost"][seed] = got.lost
+            if isinstance(got.stopped, KeyboardInterrupt):
+                interrupted = True
+                break
+            if got.stopped is not None:
+                failure = got.stopped
+                break
+    except KeyboardInterrupt:
+        interrupted = True
+    finally:
+        bar.close()
+    result = RunResult(config=config, run_dir=None, rows=rd.sink.rows, params=params,
+                       interrupted=interrupted, update_rows=rd.sink.update_rows, extras=extras)
+    result.extras["failure"] = failure
+    return result
+
+
+def run_emulated(config: Config, loss_fn: Callable | None = None,
+                 rd: rundir_lib.RunDir | None = None) -> RunResult:
+    """Train every seed of a resolved config on the emulated backend (``a3c_jax.drivers.emulated.runs``):
+    the same records, rows and updates.csv as the other asynchronous backends. Its one
+    jitted program gives the rows at the end; they go to ``rd``'s subscribers then."""
+    from a3c_jax.drivers.emulated.runs import run_seeds
+
+    bar = _progress(config, config.total_steps * len(config.seeds), config.algo)
+    try:
+        got = run_seeds(config, loss_fn, bar.update)
+    finally:
+        bar.close()
+    rows: list[dict] = []
+    urows: list[dict] = []
+    for seed, recs in got.records.items():
+        rows += records_lib.rows_from_records(config, seed, recs)
+        urows += records_lib.update_rows(seed, recs)
+    if rd is not None:
+        rd.sink.add_rows(rows)
+    return RunResult(config=config, run_dir=None, rows=rows, params=got.params,
+                     interrupted=got.interrupted, update_rows=urows, extras=got.extras)
+
+
+def write_run(result: RunResult) -> None:
+    """Write everything a run promises; safe to call on an interrupted run. The curves, grown
+    row by row during the run, are rewritten whole (atomically) in their usual order."""
+    run_dir = Path(result.config.out)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    runlog.write_config(run_dir, result.config)
+    runlog.write_csv(run_dir / "metrics.csv", curves.METRIC_COLUMNS, result.rows)
+    if result.update_rows:
+        order = {s: i for i, s in enumerate(result.config.seeds)}
+        urows = sorted(result.update_rows, key=lambda r: (order.get(int(r["seed"]), 0),
+                                                           int(r["version_written"])))
+        runlog.write_csv(run_dir / "updates.csv", curves.UPDATE_COLUMNS, urows)
+    for seed, p in result.params.items():
+        runlog.save_params(run_dir, seed, p)
+    if result.rows:
+        figure.plot_run(result.rows, run_dir / "returns.png",
+                          title=f"{result.config.algo} on {result.config.env}")
+    result.run_dir = run_dir
+
+
+def run(config: Config, loss_fn: Callable | None = None, write: bool = True,
+        subscribers: Sequence = ()) -> RunResult:
+    """Validate, resolve the per-method defaults (once), check the run directory's options
+    (``InvalidInput`` before any work), train every seed, write the run directory (its
+    config.json holds the resolved config; run.json the outcome). ``subscribers`` receive
+    the rows as they are logged (module docstring). A worker's failure is raised after the
+    run directory is written."""
+    try:
+        config = resolve(config.validate())
+        shown = loggers.subscribers(config)   # display, TensorBoard, W&B: checked here
+        rd = rundir_lib.prepare(config, loss_fn, write, [*shown, *subscribers])
+    except InvalidInput:
+        raise
+    except ValueError as err:
+        raise InvalidInput(str(err)) from None
+    # the emulated backend does not poll for a stop: the first signal raises there
+    raise_first = config.backend == "emulated" and not config.is_sync
+    with signals.RunSignals(on_second=rd.on_second, raise_first=raise_first) as sig:
+        rd.start()
+        rd.sink.phase("compile")
+        stop = lambda: sig.received  # noqa: E731 - polled at the drivers' safe points
+        try:
+            if config.is_sync:
+                result = run_sync(config, loss_fn, rd, stop)
+            elif config.backend == "emulated":
+                result = run_emulated(config, loss_fn, rd)
+            else:
+                result = run_async(config, loss_fn, rd, stop)
+        except KeyboardInterrupt:   # a driver that let Ctrl-C through: nothing to write
+            rd.finish("interrupted", signum=sig.received or signal.SIGINT)
+            raise
+        except BaseException as exc:
+            rd.finish("failed", error=exc)
+            raise
+        failure = result.extras.pop("failure", None)
+        result.extras["signal"] = signals.signal_name(sig.received if result.interrupted
+                                                      else None)
+        try:
+            if write:
+                write_run(result)
+        except BaseException as exc:
+            rd.finish("failed", error=exc)
+            raise
+        status = ("failed" if failure is not None
+                  else "interrupted" if result.interrupted else "completed")
+        rd.finish(status, error=failure,
+                  signum=sig.received if result.interrupted else None)
+    if failure is not None:
+        raise failure
+    return result

@@ -1,0 +1,137 @@
+"""The rows of a run as they are logged, and the subscribers that follow them.
+
+Every driver feeds one ``RowSink`` while it trains: the synchronous driver a row per seed as
+each row closes, the asynchronous supervisor the rows of the complete prefix of the records
+(``binning.StreamBinner``) and every update record. A subscriber is any object with some of
+``rows(rows)`` (new ``metrics.csv`` rows, dicts), ``updates(rows)`` (new ``updates.csv`` rows),
+``flush()`` and ``close()``; the sink calls the ones it has, in subscription order. The
+run directory's ``CsvAppender`` is one subscriber; a progress display or a TensorBoard
+writer is another (``runner.run(..., subscribers=...)``).
+
+``CsvAppender`` appends to ``metrics.csv`` at every row and to ``updates.csv`` every
+``flush_s`` seconds, each batch as whole lines in one ``write`` call followed by ``fsync``,
+so a process killed with SIGKILL loses at most the last interval of update records and never
+leaves half a row that a later run cannot read (``repair_csv`` cuts a torn last line, e.g. on
+a full disk). When the run ends the runner rewrites both files atomically from everything
+gathered, in their usual order.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+import time
+from pathlib import Path
+from typing import Sequence
+
+from a3c_jax.core import curves
+from a3c_jax.shell import files as runlog
+
+
+class RowSink:
+    """Collects a run's rows and hands each batch to the subscribers."""
+
+    def __init__(self, subscribers: Sequence = ()):
+        self.subscribers = list(subscribers)
+        self.rows: list[dict] = []
+        self.update_rows: list[dict] = []
+
+    def subscribe(self, subscriber) -> None:
+        self.subscribers.append(subscriber)
+
+    def _call(self, name: str, *args) -> None:
+        for s in self.subscribers:
+            fn = getattr(s, name, None)
+            if fn is not None:
+                fn(*args)
+
+    def add_rows(self, rows: list[dict]) -> None:
+        if rows:
+            self.rows += rows
+            self._call("rows", rows)
+
+    def add_updates(self, rows: list[dict]) -> None:
+        if rows:
+            self.update_rows += rows
+            self._call("updates", rows)
+
+    def phase(self, name: str) -> None:
+        """Tell the subscribers what the run does now ("compile", "train")."""
+        self._call("phase", name)
+
+    def flush(self) -> None:
+        self._call("flush")
+
+    def close(self) -> None:
+        self._call("close")
+
+
+def _lines(columns: Sequence[str], rows: list[dict], header: bool) -> bytes:
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=list(columns), extrasaction="ignore")
+    if header:
+        writer.writeheader()
+    for row in rows:
+        writer.writerow({k: runlog._fmt(row.get(k, "")) for k in columns})
+    return buf.getvalue().encode()
+
+
+def repair_csv(path: Path) -> None:
+    """Cut a torn last line (a write cut short) so the file reads as whole rows."""
+    if not path.exists():
+        return
+    data = path.read_bytes()
+    if data and not data.endswith(b"\n"):
+        runlog.atomic_write_bytes(path, data[:data.rfind(b"\n") + 1])
+
+
+class _Appender:
+    def __init__(self, path: Path, columns: Sequence[str]):
+        self.path, self.columns = path, columns
+        self.pending: list[dict] = []
+
+    def write(self) -> None:
+        if not self.pending:
+            return
+        header = not self.path.exists() or self.path.stat().st_size == 0
+        data = _lines(self.columns, self.pending, header)
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
+        try:
+            os.write(fd, data)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        self.pending = []
+
+
+class CsvAppender:
+    """A subscriber that keeps ``metrics.csv`` and ``updates.csv`` growing with the run."""
+
+    def __init__(self, run_dir: str | os.PathLike, flush_s: float = 2.0):
+        run_dir = Path(run_dir)
+        self._metrics = _Appender(run_dir / "metrics.csv", curves.METRIC_COLUMNS)
+        self._updates = _Appender(run_dir / "updates.csv", curves.UPDATE_COLUMNS)
+        self.flush_s = flush_s
+        self.last = time.monotonic()
+
+    def rows(self, rows: list[dict]) -> None:
+        self._metrics.pending += rows
+        self._metrics.write()
+        self._maybe_flush()
+
+    def updates(self, rows: list[dict]) -> None:
+        self._updates.pending += rows
+        self._maybe_flush()
+
+    def _maybe_flush(self) -> None:
+        if time.monotonic() - self.last >= self.flush_s:
+            self.flush()
+
+    def flush(self) -> None:
+        self._metrics.write()
+        self._updates.write()
+        self.last = time.monotonic()
+
+    def close(self) -> None:
+        self.flush()
