@@ -54,13 +54,49 @@ def test_existing_run_directory_is_refused_unless_overwrite_or_resume(tmp_path):
     other = tmp_path / "notarun"
     other.mkdir()
     (other / "keep.txt").write_text("mine")
-    with pytest.raises(InvalidInput, match="^overwrite: .* not a run directory"):
+    with pytest.raises(InvalidInput, match="^overwrite: .* holds no run"):
         rundir.prepare(TINY.replace(out=str(other), overwrite=True).validate())
     assert (other / "keep.txt").read_text() == "mine"
     # --overwrite clears the old run (its stale evaluation and checkpoint go with it)
     (out / "checkpoint.msgpack").write_bytes(b"old")
     rundir.prepare(TINY.replace(out=str(out), overwrite=True).validate())
     assert list(out.iterdir()) == []
+
+
+def test_a_folder_that_holds_no_run_is_refused_and_overwrite_keeps_foreign_files(tmp_path):
+    """A user's own folder is never written into, and --overwrite removes only what a run
+    wrote: files planted beside a run (notes, a plot folder) survive it."""
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("x")
+    for overwrite in (False, True):
+        with pytest.raises(InvalidInput, match="^(out|overwrite): .* holds no run"):
+            rundir.prepare(TINY.replace(out=str(mine), overwrite=overwrite).validate())
+    assert [p.name for p in mine.iterdir()] == ["notes.txt"]
+    run_dir = tmp_path / "run"
+    run(TINY.replace(out=str(run_dir)))
+    (run_dir / "notes.txt").write_text("keep me")
+    (run_dir / "figures").mkdir()
+    (run_dir / "figures" / "mine.png").write_bytes(b"png")
+    (run_dir / "config.json.bak").write_text("{}")
+    written = {p.name for p in rundir.run_written(run_dir)}
+    assert {"config.json", "run.json", "metrics.csv"} <= written
+    assert not written & {"notes.txt", "figures", "config.json.bak"}
+    run(TINY.replace(out=str(run_dir), overwrite=True))
+    assert (run_dir / "notes.txt").read_text() == "keep me"
+    assert (run_dir / "figures" / "mine.png").read_bytes() == b"png"
+    assert (run_dir / "config.json.bak").exists() and (run_dir / "run.json").exists()
+
+
+def test_out_that_holds_no_run_exits_2_naming_the_flag(tmp_path, capsys):
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("x")
+    from a3c_jax.commands import train
+
+    assert train.main(["--total-steps", "800", "--out", str(mine)]) == 2
+    assert "--out" in capsys.readouterr().err
+    assert [p.name for p in mine.iterdir()] == ["notes.txt"]
 
 
 def test_resume_refuses_a_missing_run_and_a_changed_config(tmp_path):
@@ -201,7 +237,7 @@ def test_first_signal_is_recorded_and_a_second_exits_at_once():
         with pytest.raises(signals.Interrupted):
             sig.check()
     code = ("import os, signal, time\n"
-            "from a3c_jax import signals\n"
+            "from a3c_jax.shell import signals\n"
             "with signals.RunSignals(on_second=lambda s: print('second', s, flush=True)):\n"
             "    os.kill(os.getpid(), signal.SIGTERM)\n"
             "    os.kill(os.getpid(), signal.SIGINT)\n"

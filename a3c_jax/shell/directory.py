@@ -6,8 +6,10 @@ naming the option:
 
 * ``out`` must be a directory this process can write (a path through a file, ``/proc/x`` and
   read-only places are refused); an existing run directory (one holding config.json,
-  run.json, metrics.csv or a checkpoint) is refused unless ``overwrite`` (which clears it) or
-  ``resume`` is set; ``overwrite`` never clears a directory that is not a run's;
+  run.json, metrics.csv or a checkpoint) is refused unless ``overwrite`` or ``resume`` is set;
+  a non-empty directory that holds no run is refused whatever the flags (it is someone's own
+  folder); ``overwrite`` removes only what a run writes (``run_written``) and leaves every
+  other file in place;
 * ``resume`` needs a run directory whose config.json matches the config in every field that
   shapes training (only ``RESUMABLE`` fields may differ), a readable checkpoint and a
   ``total_steps`` no smaller than the env steps already taken;
@@ -35,6 +37,10 @@ from a3c_jax.config.checks import check_loss_fn
 from a3c_jax.config.schema import Config
 
 RUN_FILES = ("config.json", "run.json", "metrics.csv", checkpoints.FILENAME)
+WRITTEN = RUN_FILES + ("updates.csv", "returns.png", "params_seed*.msgpack", "eval.json",
+                       "tensorboard", "wandb", ".*.tmp", ".*.tmp.png", ".probe.*")
+"""What a run writes in its directory (names and glob patterns; temporary files included):
+the only entries ``overwrite`` removes."""
 RESUMABLE = ("total_steps", "out", "resume", "overwrite", "progress", "log_interval",
              "log_seconds", "checkpoint_s", "stop_return", "stop_window", "ray_address",
              "tensorboard", "wandb", "wandb_project")
@@ -50,6 +56,11 @@ def is_run_dir(path: Path) -> bool:
                               or any(path.glob("params_seed*.msgpack")))
 
 
+def run_written(path: Path) -> list[Path]:
+    """The entries of ``path`` a run wrote (``WRITTEN``); anything else there is not ours."""
+    return sorted({p for pattern in WRITTEN for p in path.glob(pattern)})
+
+
 def _check_out(config: Config) -> Path:
     out = Path(config.out)
     for parent in [out, *out.parents]:
@@ -63,8 +74,10 @@ def _check_out(config: Config) -> Path:
         raise ValueError(f"out: {out} already holds a run"
                          + (f" (status {status})" if status else "")
                          + "; use --overwrite to replace it or --resume to continue it")
-    elif config.overwrite and out.is_dir() and any(out.iterdir()) and not is_run_dir(out):
-        raise ValueError(f"overwrite: {out} is not a run directory; refusing to clear it")
+    elif out.is_dir() and any(out.iterdir()) and not is_run_dir(out):
+        flag = "overwrite" if config.overwrite else "out"
+        raise ValueError(f"{flag}: {out} is not empty and holds no run; refusing to write a run "
+                         "among other files (choose a new or empty directory)")
     return out
 
 
@@ -162,7 +175,7 @@ def _prepare(config: Config, loss_fn, write: bool, subscribers) -> "RunDir":
     entries = _check_resume(config, out) if config.resume else {}
     _probe(out)
     if config.overwrite and is_run_dir(out):
-        for child in out.iterdir():
+        for child in run_written(out):
             shutil.rmtree(child) if child.is_dir() and not child.is_symlink() else child.unlink()
     return RunDir(config, out, entries, subscribers)
 
