@@ -1,22 +1,16 @@
 """a3c_jax: asynchronous methods for deep RL (Mnih et al., 2016) in JAX.
 
-Layers, each importing only the ones above it in this list:
+The folders are the layers; each imports only the ones below it (``pyproject.toml``'s
+import-linter contract, checked by ``lint-imports``; docs/architecture.md has the full map):
 
-* core — ``config`` and ``defaults``, ``envs``, ``distributions``, ``networks``,
-  ``normalization``, ``returns``, ``losses`` and ``value_losses``, ``exploration``,
-  ``rollout``, ``optim``, ``inplace``, ``checks`` (cross-field checks of ``Config``);
-* algorithms — ``algorithm``: one interface for A3C / A2C and the value-based methods;
-* drivers — ``sync`` (one jitted program, vmappable over seeds and learning rates);
-  ``shared`` (the store), ``worker`` (the one asynchronous loop), ``threads`` / ``procs`` /
-  ``ray_backend`` (launch W loops; ``shm`` their shared memory, ``resume`` a store's state),
-  ``supervisor``, ``records``, ``binning`` (records into rows as they arrive);
-* run shell — ``runner`` (resolve once, train, write the run directory), ``runlog``;
-  ``rundir``, ``runinfo``, ``rowsink``, ``checkpoints``, ``signals`` (the run directory as
-  the record of a run: checks before any work, run.json, growing curves, resume, SIGTERM);
-  ``sync_run`` and ``async_run`` (the drivers under the shell);
-  ``progress`` and ``loggers`` (subscribers of the logged rows: display, TensorBoard, W&B);
-* edges — ``analysis``, ``tables``, ``plotting``, ``policy``, ``video``, ``budget``, ``cli``;
-  ``commands/`` (the installed commands), ``experiments/``, ``notebooks/``.
+* ``commands`` — the installed commands (``a3c-train``, ...) and the command line;
+* ``analysis`` — runs read back: tables, figures, saved policies, videos;
+* ``shell`` — the run shell: ``run(config)``, the run directory, progress, checkpoints;
+* ``drivers`` — ``synchronous``; ``asynchronous`` (store, worker, supervisor, backends);
+  ``emulated``;
+* ``algorithms`` — one interface for A3C / A2C and the value-based methods;
+* ``config`` — ``Config``, its per-method defaults, checks and matched pairs;
+* ``core`` — pure functions: environments, networks, returns, losses, rollout, optimisers.
 """
 
 from a3c_jax import _xla
