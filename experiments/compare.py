@@ -6,7 +6,7 @@
 
 import sys
 
-from a3c_jax.commands.compare import Args, base_config, main  # noqa: F401
+from a3c_jax.commands.compare import Args, main  # noqa: F401
 
 if __name__ == "__main__":
     sys.exit(main())

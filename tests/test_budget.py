@@ -11,7 +11,7 @@ import pytest
 
 from a3c_jax.config import pairs as budget
 from a3c_jax.config.pairs import PAIR, matched_pair
-from a3c_jax.config.schema import Config
+from a3c_jax.config.schema import FIELD_NAMES, Config
 
 SHAPE_FIELDS = {"algo", "num_envs", "workers", "envs_per_worker", "vmap_seeds", "out"}
 
@@ -36,8 +36,7 @@ def test_everything_else_is_the_base_config():
     b = base()
     pair = matched_pair(b, 4, 2, out="runs/x")
     for cfg in pair.values():
-        changed = {f.name for f in dataclasses.fields(Config)
-                   if getattr(cfg, f.name) != getattr(b, f.name)}
+        changed = {name for name in FIELD_NAMES if getattr(cfg, name) != getattr(b, name)}
         assert changed <= SHAPE_FIELDS, changed
     a3c, a2c = pair["a3c"].to_dict(), pair["a2c"].to_dict()
     assert {k for k in a3c if a3c[k] != a2c[k]} <= SHAPE_FIELDS
@@ -91,8 +90,7 @@ def test_value_methods_pair_async_workers_with_their_sync_form(algo):
     assert asyn.is_async and sync.is_sync
     assert sync.out == str(Path("runs/x") / f"{algo}_sync")
     for cfg in pair.values():
-        changed = {f.name for f in dataclasses.fields(Config)
-                   if getattr(cfg, f.name) != getattr(b, f.name)}
+        changed = {name for name in FIELD_NAMES if getattr(cfg, name) != getattr(b, name)}
         assert changed <= SHAPE_FIELDS | {"backend"}, changed
         cfg.validate()
     # from a sync base, the asynchronous side runs on threads

@@ -14,7 +14,7 @@ import pytest
 from a3c_jax.core import networks
 from a3c_jax.core import curves
 from a3c_jax.shell import files as runlog, runner, synchronous as sync_run
-from a3c_jax.config.schema import Config
+from a3c_jax.config.schema import Config, Resolved
 from a3c_jax.config.defaults import resolve
 from a3c_jax.core.envs import Env
 
@@ -76,7 +76,7 @@ def test_interrupted_run_still_writes_its_files(tmp_path, monkeypatch):
     assert len(result.rows) == 3 and result.rows[-1]["env_steps"] == 600
     # config.json holds the config with its per-action-space ("auto") fields resolved
     assert runlog.read_config(tmp_path) == resolve(config) == result.config
-    assert result.config.resolved and not config.resolved
+    assert isinstance(result.config, Resolved) and not isinstance(config, Resolved)
     rows = runlog.read_csv(tmp_path / "metrics.csv")
     assert len(rows) == 3 and list(rows[0]) == list(curves.METRIC_COLUMNS)
     _, _, template = _template(config)

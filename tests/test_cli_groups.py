@@ -1,5 +1,5 @@
-"""The grouped command line generated from Config (a3c_jax.commands.cli): every field has its flag in
-a named group, help comes from the field's docstring, and errors name flags, not fields."""
+"""The grouped command line of Config (a3c_jax.commands.cli): every field has its flag in its
+group's section, help comes from the field's docstring, and errors name flags, not fields."""
 
 from __future__ import annotations
 
@@ -11,10 +11,9 @@ import re
 import pytest
 
 from a3c_jax.commands import cli
-from a3c_jax.config.schema import Config
+from a3c_jax.config.schema import FIELD_NAMES, GROUPS, Config
 
-HEADINGS = ("environment", "algorithm", "optimisation", "asynchronous workers", "network",
-            "logging and output")
+HEADINGS = ("environment", "algorithm", "optimisation", "parallelism", "network", "output")
 
 
 @pytest.fixture(scope="module")
@@ -37,41 +36,32 @@ def test_help_has_the_named_groups_in_order(help_text):
     sections = _sections(help_text)
     assert [s for s in sections if s != "options"][:len(HEADINGS)] == list(HEADINGS)
     assert "--lr " in sections["optimisation"] and "--workers " in sections[
-        "asynchronous workers"]
+        "parallelism"]
     assert "--hidden " in sections["network"] and "--num-envs " in sections["environment"]
-    assert "--no-progress" in sections["logging and output"]
-    assert "--tensorboard" in sections["logging and output"]
+    assert "--no-progress" in sections["output"]
+    assert "--tensorboard" in sections["output"]
 
 
 def test_every_config_field_has_its_flag_in_the_help(help_text):
     flags = set(re.findall(r"--[a-z0-9-]+", help_text))
-    for f in dataclasses.fields(Config):
-        assert cli.flag(f.name) in flags, f.name
+    for name in FIELD_NAMES:
+        assert cli.flag(name) in flags, name
 
 
 def test_help_is_the_field_docstring_with_flags(help_text):
-    docs = cli.field_docs()
-    assert docs["t_max"].startswith("Segment length: environment steps per update")
-    # ``num_envs`` in backend's docstring is shown as the flag a user types
-    assert "``num_envs``" in docs["backend"]
     flat = " ".join(help_text.replace("│", " ").split())
-    assert "over --num-envs lockstep environments" in flat
+    assert "over ``num_envs`` lockstep environments" in flat   # backend's docstring
     assert "Segment length: environment steps per update" in flat
 
 
-def test_a_field_no_group_names_lands_in_other(monkeypatch):
-    groups = {k: v for k, v in cli.GROUPS.items() if k != "network"}
-    monkeypatch.setattr(cli, "GROUPS", groups)
-    cli.grouped_class.cache_clear()
-    try:
-        cls = cli.grouped_class()
-        other = {f.name: f.type for f in dataclasses.fields(cls)}["other"]
-        names = [f.name for f in dataclasses.fields(other.__origin__ if hasattr(
-            other, "__origin__") else other)]
-        assert {"hidden", "torso", "recurrent", "lstm_size"} <= set(names)
-        assert cli.group_of("hidden") == cli.OTHER
-    finally:
-        cli.grouped_class.cache_clear()
+def test_every_field_is_declared_in_exactly_one_group():
+    declared = [f.name for cls in GROUPS.values() for f in dataclasses.fields(cls)]
+    assert len(declared) == len(set(declared)) == len(FIELD_NAMES)
+    assert not set(declared) & set(GROUPS)   # a group's name never hides a flat field
+    config = Config(lr=1e-3, hidden=(8,))
+    assert config.optimisation.lr == config.lr == 1e-3 and config.network.hidden == (8,)
+    with pytest.raises(TypeError, match="nonsense"):
+        Config(nonsense=1)
 
 
 def test_parse_round_trips_to_a_flat_config():

@@ -73,8 +73,8 @@ def test_train_command_and_script_are_the_same_program(helps):
 
 def test_train_help_is_grouped(helps):
     text = helps["a3c-train", "command"]
-    for heading in ("environment", "algorithm", "optimisation", "asynchronous workers",
-                    "network", "logging and output"):
+    for heading in ("environment", "algorithm", "optimisation", "parallelism", "network",
+                    "output"):
         assert re.search(rf"(?m)^\s*(?:╭─ )?{heading} options", text), heading
 
 

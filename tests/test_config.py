@@ -8,7 +8,7 @@ import re
 
 import pytest
 
-from a3c_jax.config.schema import AUTO_FIELDS, Config
+from a3c_jax.config.schema import AUTO_FIELDS, Config, Resolved
 
 BAD = [
     # (changes, field the message must name)
@@ -122,9 +122,11 @@ def test_auto_fields_start_unset():
     assert {"target_interval", "eps_anneal_steps", "lr"} <= set(AUTO_FIELDS)
     config = Config(algo="q1")
     assert all(getattr(config, name) is None for name in AUTO_FIELDS)
-    assert not config.resolved
+    assert not isinstance(config, Resolved)
     assert config.validate() is config          # unset auto fields are valid
-    assert config.replace(**{name: 1 for name in AUTO_FIELDS}).resolved
+    with pytest.raises(ValueError, match="unset"):
+        Resolved(algo="q1")
+    assert Resolved(algo="q1", **{name: 1 for name in AUTO_FIELDS}).lr == 1
 
 
 def test_frozen_and_round_trip():
@@ -139,14 +141,36 @@ def test_frozen_and_round_trip():
         Config.from_dict({**config.to_dict(), "nonsense": 1})
 
 
-@pytest.mark.parametrize("reduction, combine", [("sum", "sum"), ("mean", "env-mean")])
-def test_config_json_written_before_combine_still_loads(reduction, combine):
+@pytest.mark.parametrize("reduction, algo, combine", [
+    ("sum", "a3c", "sum"), ("mean", "a3c", "env-mean"), ("mean", "a2c", "env-mean"),
+    ("sum", "a2c", "step-mean")])
+def test_config_json_written_before_combine_still_loads(reduction, algo, combine):
     """Run directories written when the loss had ``reduction`` (sum or mean over each env's
-    segment, the envs averaged) load with the ``combine`` of the same direction."""
-    data = Config().to_dict()
+    segment, the envs averaged) load with the ``combine`` of the same loss where one exists."""
+    data = Config(algo=algo).to_dict()
     del data["combine"]
     data["reduction"] = reduction
     assert Config.from_dict(data).combine == combine
+
+
+@pytest.mark.parametrize("n_envs", [1, 3])
+def test_old_reduction_maps_to_the_combine_of_the_same_loss(n_envs):
+    """Old ``reduction`` over [T, N] per-step terms: (1/N) sum_n sum_t ("sum") or
+    (1/N) sum_n mean_t ("mean"); the mapped combine gives the same scalar where it can (sum
+    at N = 1; mean always) and the same direction otherwise."""
+    import jax.numpy as jnp
+
+    from a3c_jax.config.schema import combine_of_reduction
+    from a3c_jax.core.combine import combine
+
+    x = jnp.arange(1.0, 5 * n_envs + 1).reshape(5, n_envs)
+    old = {"sum": jnp.mean(jnp.sum(x, axis=0)), "mean": jnp.mean(jnp.mean(x, axis=0))}
+    for reduction, value in old.items():
+        new = combine(x, how=combine_of_reduction(reduction, n_envs))
+        if reduction == "mean" or n_envs == 1:
+            assert float(new) == pytest.approx(float(value))
+        else:
+            assert float(new) * 5 == pytest.approx(float(value))   # step-mean = old / t_max
 
 
 # Which rows of defaults.AUTO_DEFAULTS each auto field is read in (elsewhere it is unused).
@@ -157,14 +181,30 @@ _BOOL_WORDS = {"obs_norm": ("off", "on"), "reward_norm": ("off", "on"),
                "shared_torso": ("separate", "shared")}
 
 
+def _flag_help(name: str) -> str:
+    """What ``--help`` says of a field's flag (its docstring, without the default)."""
+    import contextlib
+    import io
+
+    from a3c_jax.commands import cli
+
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf), pytest.raises(SystemExit):
+        cli.parse_config(["--help"])
+    lines = [line.strip("│ ╰─") for line in buf.getvalue().splitlines()]
+    start = next(i for i, line in enumerate(lines) if line.startswith(cli.flag(name) + " "))
+    end = next(i for i in range(start + 1, len(lines)) if not lines[i] or lines[i].startswith("-"))
+    text = " ".join(" ".join(lines[start:end]).split()[2:])
+    return re.sub(r"\(default: [^)]*\)", "", text)
+
+
 @pytest.mark.parametrize("name", AUTO_FIELDS)
 def test_help_states_every_per_method_default(name):
     """``--help`` (the field docstrings) names the value each method family gets for every
     auto field, so what runs can be read before running it."""
-    from a3c_jax.commands import cli
     from a3c_jax.config import defaults
 
-    doc = cli.field_docs()[name]
+    doc = _flag_help(name)
     numbers = {float(x) for x in re.findall(r"(?<![\w.])\d[\d_]*(?:\.\d+)?(?:e-?\d+)?", doc)}
     for row in _USED_IN.get(name, _AC + ("value",)):
         value = defaults.AUTO_DEFAULTS[row][name]

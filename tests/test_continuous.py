@@ -18,7 +18,7 @@ import pytest
 from a3c_jax.core import distributions, losses, networks, normalization, rollout
 from a3c_jax.core import curves
 from a3c_jax.shell import files as runlog, runner
-from a3c_jax.config.schema import AUTO_FIELDS, Config
+from a3c_jax.config.schema import AUTO_FIELDS, Config, Resolved
 from a3c_jax.config.defaults import AUTO_DEFAULTS, resolve
 from a3c_jax.core.envs import Env, is_discrete
 from a3c_jax.core.returns import nstep_returns
@@ -72,12 +72,11 @@ def test_trajectory_keeps_the_unclipped_sample_and_the_loss_scores_it():
 
 def test_resolve_per_action_space():
     assert set(AUTO_FIELDS) == set(AUTO_DEFAULTS["continuous"])
-    for f in dataclasses.fields(Config):
-        if f.name in AUTO_FIELDS:
-            assert f.default is None, f.name
+    for name in AUTO_FIELDS:
+        assert getattr(Config(), name) is None, name
     disc = resolve(Config())
     cont = resolve(Config(env="Pendulum-v1"))
-    assert disc.resolved and cont.resolved and not Config().resolved
+    assert isinstance(disc, Resolved) and isinstance(cont, Resolved)
     for name in AUTO_FIELDS:
         assert getattr(disc, name) == AUTO_DEFAULTS["discrete"][name]
         assert getattr(cont, name) == AUTO_DEFAULTS["continuous"][name]
@@ -119,7 +118,7 @@ def test_cli_writes_the_resolved_config(tmp_path):
     data = json.loads((out / "config.json").read_text())
     for name in AUTO_FIELDS:
         assert data[name] == AUTO_DEFAULTS["continuous"][name], name
-    assert runlog.read_config(out).resolved
+    assert isinstance(runlog.read_config(out), Resolved)
 
 
 # --- observation normalisation --------------------------------------------------------------
@@ -314,7 +313,7 @@ def test_both_drivers_run_continuous_envs(env_name):
     r2 = runner.run(Config(algo="a2c", num_envs=4, **base), write=False)
     r3 = runner.run(Config(algo="a3c", workers=2, lr_anneal=False, **base), write=False)
     for res in (r2, r3):
-        assert res.config.resolved and res.config.entropy_coef == 1e-4
+        assert isinstance(res.config, Resolved) and res.config.entropy_coef == 1e-4
         p = jax.tree.leaves(res.params[0])
         assert all(np.isfinite(np.asarray(x)).all() for x in p)
         assert np.isfinite([r["entropy"] for r in res.rows]).all()
@@ -340,9 +339,9 @@ def pendulum_config(**overrides) -> Config:
 
 def test_pendulum_test_config_is_the_cli_default():
     cli = _train_cli()
-    import tyro
+    from a3c_jax.commands import cli as command_line
 
-    parsed = tyro.cli(Config, args=["--algo", "a2c", "--env", "Pendulum-v1"])
+    parsed = command_line.parse_config(["--algo", "a2c", "--env", "Pendulum-v1"])
     budget_only = {"total_steps", "seeds", "stop_return", "progress", "log_interval"}
     a, b = resolve(parsed).to_dict(), resolve(pendulum_config()).to_dict()
     assert {k for k in a if a[k] != b[k]} <= budget_only

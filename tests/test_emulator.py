@@ -45,10 +45,20 @@ def test_schedules_follow_their_models_and_are_capped():
 
 @pytest.mark.parametrize("bad", ["", "fixed", "fixed:-1", "fixed:x", "uniform:3:1",
                                  "uniform:1", "geometric:0", "geometric:1.5", "lifo",
-                                 "trace:/no/such/run"])
+                                 ])
 def test_bad_staleness_is_rejected_naming_the_option(bad):
     with pytest.raises(ValueError, match="staleness"):
         TINY.replace(staleness=bad).validate()
+
+
+def test_a_missing_trace_is_refused_when_resolved_not_validated():
+    """validate parses the model only; resolve reads the trace, before anything compiles."""
+    from a3c_jax.config.defaults import resolve
+
+    config = TINY.replace(staleness="trace:/no/such/run")
+    assert config.validate() is config
+    with pytest.raises(ValueError, match="staleness: trace '/no/such/run'"):
+        resolve(config)
 
 
 # --- runs -----------------------------------------------------------------------------------

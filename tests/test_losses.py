@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from a3c_jax.core import losses
-from a3c_jax.config.schema import Config
+from a3c_jax.config.schema import Config, Resolved
 from a3c_jax.config.defaults import resolve
 from a3c_jax.core.returns import nstep_returns
 from a3c_jax.core.rollout import Trajectory
@@ -267,8 +267,9 @@ def test_segment_loss_bootstraps_from_final_obs():
     np.testing.assert_allclose(same, base, rtol=1e-6)
 
 
-def test_loss_config_needs_a_resolved_config():
+def test_loss_config_of_a_resolved_config():
+    # the type says it: a Resolved has every auto field set (reward_scale, entropy_coef here)
     with pytest.raises(ValueError, match="resolved"):
-        losses.loss_config(Config(gamma=0.9))          # reward_scale, entropy_coef unset
+        Resolved(gamma=0.9)
     cfg = losses.loss_config(resolve(Config(gamma=0.9, entropy_coef=0.02)))
     assert (cfg.gamma, cfg.entropy_coef, cfg.reward_scale) == (0.9, 0.02, 1.0)

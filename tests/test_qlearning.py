@@ -18,7 +18,7 @@ from a3c_jax.core import losses, value_losses
 from a3c_jax.core import curves
 from a3c_jax.shell import files as runlog, runner
 from a3c_jax.drivers import synchronous as sync
-from a3c_jax.config.schema import VALUE_ALGOS, Config
+from a3c_jax.config.schema import VALUE_ALGOS, Config, Resolved
 from a3c_jax.core.optim import OptSpec
 from a3c_jax.drivers.records import RecordsMonitor, StopMonitor, UpdateRecord
 from a3c_jax.core.rollout import Trajectory
@@ -423,13 +423,14 @@ def test_value_defaults_only_fill_unset_fields():
         1e-3, 1_000, 50_000)
     for algo in VALUE_ALGOS:
         raw = Config(algo=algo)
-        assert raw.target_interval is None and raw.eps_anneal_steps is None and not raw.resolved
+        assert raw.target_interval is None and raw.eps_anneal_steps is None
+        assert not isinstance(raw, Resolved)
         c = defaults.resolve(raw)
-        assert c.resolved
+        assert isinstance(c, Resolved)
         for k, v in value.items():
             assert getattr(c, k) == v, (algo, k)
         assert defaults.resolve(c) == c          # resolving twice changes nothing
-        assert c.replace(**{k: getattr(raw, k) for k in value}) == raw   # only auto fields
+        assert Config(**{**c.to_dict(), **{k: getattr(raw, k) for k in value}}) == raw   # only auto fields
     c = defaults.resolve(Config(algo="nq", lr=1.23e-4, t_max=7))
     assert c.lr == 1.23e-4 and c.t_max == 7
     assert c.target_interval == 1_000 and c.eps_anneal_steps == 50_000

@@ -20,7 +20,7 @@ same pieces:
 ``flat_step`` wraps ``segment_grad`` for the asynchronous workers: flat parameter vectors in,
 one packed vector out, which ``StepLayout.unpack`` turns into a named ``StepOut``.
 
-The config must be resolved (``defaults.resolve``); custom losses (``loss_fn``) take the
+The config is a ``Resolved`` (``defaults.resolve``); custom losses (``loss_fn``) take the
 signature of ``losses.actor_critic_segment_loss`` (actor-critic) or
 ``value_losses.q_learning_segment_loss`` (value-based methods).
 """
@@ -38,8 +38,7 @@ from jax.flatten_util import ravel_pytree
 
 from a3c_jax.core import (combine, exploration, losses, networks, normalization, optim,
                           reward_norm, rollout, value_losses)
-from a3c_jax.config.schema import VALUE_ALGOS, Config
-from a3c_jax.config.defaults import require_resolved
+from a3c_jax.config.schema import VALUE_ALGOS, Resolved
 from a3c_jax.core.envs import Env, make_env
 
 VALUE_LOSSES: dict[str, Callable] = {
@@ -181,10 +180,9 @@ class Algorithm:
         return normalization.update_params(params, traj.obs, traj.mask)
 
 
-def make_algorithm(config: Config, num_envs: int, loss_fn: Callable | None = None
+def make_algorithm(config: Resolved, num_envs: int, loss_fn: Callable | None = None
                    ) -> Algorithm:
     """The ``Algorithm`` of a resolved ``config`` on ``num_envs`` environments."""
-    require_resolved(config, "make_algorithm")
     env = make_env(config.env, num_envs, config, training=True)
     if config.algo in VALUE_ALGOS:
         network = networks.make_q_network(config, env)

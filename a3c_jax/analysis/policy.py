@@ -117,7 +117,7 @@ def _init_params(policy: SavedPolicy, key: jax.Array, obs_shape: tuple[int, ...]
 def make_policy(config: Config, params=None, key: jax.Array | None = None) -> SavedPolicy:
     """The policy ``config`` describes, holding ``params`` (fresh ones from ``key`` when
     None; the parameters are not checked here)."""
-    config = defaults.resolve(config.validate())
+    config = defaults.resolve(config)
     env = make_env(config.env, 1, config)
     policy = _build(config, env)
     if params is None:
@@ -141,7 +141,7 @@ def read_run_config(run_dir: str | Path) -> Config:
         raise ValueError(f"{path}: not a config this version of a3c_jax can read: {err}"
                          ) from None
     try:
-        return defaults.resolve(config.validate())
+        return defaults.resolve(config)
     except (ValueError, TypeError) as err:
         raise ValueError(f"{path}: invalid config: {err}") from None
 

@@ -25,26 +25,27 @@ from typing import Literal
 
 import numpy as np
 import pandas as pd
-import tyro
 
 from a3c_jax.analysis import runs as analysis, figures as plotting, tables
 from a3c_jax.shell import directory as rundir, files as runlog, signals
 from a3c_jax.drivers.synchronous import make_train
 from a3c_jax.config.pairs import matched_pair
+from a3c_jax.config.defaults import resolve
 from a3c_jax.config.schema import Config
-from a3c_jax.commands import refused
+from a3c_jax.commands import cli, refused
 from a3c_jax.shell.runner import run
 
 CSV_COLUMNS = ("algo", "lr", "seed", "final_return")
-DEFAULTS = Config()
 
 
 @dataclasses.dataclass(frozen=True)
 class Args:
     """Final return against learning rate for A2C (vmapped) and A3C (looped)."""
 
-    env: str = DEFAULTS.env
-    """gymnax environment id."""
+    config: Config = Config(total_steps=200_000, out="runs/lr_sweep")
+    """The base config of both sides (``config.pairs.matched_pair``): --workers and
+    --envs-per-worker the A3C shape (A2C gets W*E envs), --total-steps the budget per
+    (learning rate, seed); --lr is left auto, the sweep sets it."""
     num_lrs: int = 12
     """Number of learning rates sampled."""
     lr_min: float = 1e-4
@@ -53,28 +54,10 @@ class Args:
     """Upper end of the log-uniform range."""
     sample_seed: int = 0
     """Seed of the rng that samples the learning rates."""
-    seeds: tuple[int, ...] = DEFAULTS.seeds
-    """Training seeds per learning rate."""
-    total_steps: int = 200_000
-    """Env steps per (learning rate, seed)."""
-    workers: int = DEFAULTS.workers
-    """A3C workers W."""
-    envs_per_worker: int = DEFAULTS.envs_per_worker
-    """A3C envs per worker E; A2C gets W*E envs."""
-    t_max: int = DEFAULTS.t_max
-    """Segment length, the same for both."""
-    lr_anneal: bool = DEFAULTS.lr_anneal
-    """Anneal each learning rate linearly to 0 over the budget."""
     final_frac: float = 0.1
     """Fraction of the budget (the last env steps) the final return averages over."""
     algos: tuple[Literal["a3c", "a2c"], ...] = ("a3c", "a2c")
     """Which algorithms to sweep."""
-    out: str = "runs/lr_sweep"
-    """Output directory."""
-    progress: bool = DEFAULTS.progress
-    """Show progress bars for the asynchronous runs."""
-    overwrite: bool = False
-    """Replace earlier runs under OUT (without it, an existing one is refused)."""
 
 
 def sample_lrs(n: int, lo: float, hi: float, seed: int) -> np.ndarray:
@@ -122,20 +105,22 @@ def async_sweep(config: Config, lrs, out: Path, final_frac: float) -> tuple[list
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = tyro.cli(Args, args=argv, description=__doc__)
+    args = cli.parse(Args, argv, description=__doc__)
     if not 0 < args.lr_min <= args.lr_max:
         print("error: need 0 < lr_min <= lr_max", file=sys.stderr)
         return 2
-    out = Path(args.out)
+    if args.config.lr is not None:
+        print("error: --lr: the sweep samples the learning rates; set --lr-min and --lr-max",
+              file=sys.stderr)
+        return 2
+    out = Path(args.config.out)
     lrs = sample_lrs(args.num_lrs, args.lr_min, args.lr_max, args.sample_seed)
-    base = Config(env=args.env, total_steps=args.total_steps, seeds=tuple(args.seeds),
-                  t_max=args.t_max, lr=float(lrs[0]), lr_anneal=args.lr_anneal,
-                  progress=args.progress, overwrite=args.overwrite)
-    pair = matched_pair(base, args.workers, args.envs_per_worker, out)
+    base = args.config.replace(algo="a3c", lr=float(lrs[0]))
+    pair = matched_pair(base, base.workers, base.envs_per_worker, out)
     sync_config, async_config = pair["a2c"], pair["a3c"]   # a3c: one directory per lr below
     def check() -> None:
-        for algo in args.algos:
-            (sync_config if algo == "a2c" else async_config).validate()
+        nonlocal sync_config, async_config
+        sync_config, async_config = resolve(sync_config), resolve(async_config)   # validated
         if "a3c" in args.algos:   # every run directory checked before the first run trains
             for c in async_configs(async_config, lrs, out):
                 rundir.check(c)
@@ -150,8 +135,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if "a2c" in args.algos:
             t0 = time.perf_counter()
-            rows += sync_sweep(sync_config, lrs, args.seeds, args.final_frac)
-            print(f"a2c: {len(lrs)} lrs x {analysis.seeds_label(len(args.seeds))} in one call, "
+            rows += sync_sweep(sync_config, lrs, base.seeds, args.final_frac)
+            print(f"a2c: {len(lrs)} lrs x {analysis.seeds_label(len(base.seeds))} in one call, "
                   f"{time.perf_counter() - t0:.1f} s with compilation")
         if "a3c" in args.algos:
             t0 = time.perf_counter()
@@ -165,10 +150,10 @@ def main(argv: list[str] | None = None) -> int:
         return interrupted or 1
     runlog.write_csv(out / "lr_sweep.csv", CSV_COLUMNS, rows)
     df = pd.DataFrame(rows, columns=list(CSV_COLUMNS))
-    seeds = analysis.seeds_label(len(args.seeds))
+    seeds = analysis.seeds_label(len(base.seeds))
     fig = plotting.plot_lr_scatter(
         df, out / "lr_scatter.png", by="algo",
-        title=f"{args.env}: final return against learning rate ({seeds} per lr)")
+        title=f"{base.env}: final return against learning rate ({seeds} per lr)")
     print()
     print(tables.to_markdown(tables.lr_table(df, by="algo")))
     print(f"table: {out / 'lr_sweep.csv'}\nfigure: {fig}")

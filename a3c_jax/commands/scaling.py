@@ -24,13 +24,14 @@ import sys
 from pathlib import Path
 from typing import Literal
 
-import tyro
 
 from a3c_jax.analysis import runs as analysis, figures as plotting, tables
 from a3c_jax.shell import directory as rundir, files as runlog, signals
 from a3c_jax.config.pairs import matched_pair
-from a3c_jax.config.schema import Config, OptimizerName, StoreMode
-from a3c_jax.commands import refused
+from a3c_jax.config.defaults import resolve
+from a3c_jax.config.schema import (GROUPS, Algorithm, Config, Environment, Network,
+                                   Optimisation, Output, Parallelism, StoreMode)
+from a3c_jax.commands import cli, refused
 from a3c_jax.shell.runner import run
 
 TABLE_COLUMNS = ("method", "family", "workers", "envs_per_worker", "total_envs", "seeds",
@@ -38,23 +39,26 @@ TABLE_COLUMNS = ("method", "family", "workers", "envs_per_worker", "total_envs",
                  "speedup_lo", "speedup_hi", "env_steps_per_s", "throughput_speedup",
                  "throughput_speedup_lo", "throughput_speedup_hi", "steps_ratio", "staleness")
 
-DEFAULTS = Config()
+PARALLELISM = Parallelism()
 
 
 @dataclasses.dataclass(frozen=True)
 class Args:
     """A3C speedup against the number of workers, with A2C at W*E envs for reference."""
 
-    env: str = DEFAULTS.env
-    """gymnax environment id."""
+    environment: Environment = Environment()
+    algorithm: Algorithm = Algorithm(algo="a3c")
+    optimisation: Optimisation = Optimisation()
+    network: Network = Network()
+    output: Output = Output(out="runs/scaling")
     workers: tuple[int, ...] = (1, 2, 4, 8)
-    """Numbers of workers W to try."""
-    envs_per_worker: int = DEFAULTS.envs_per_worker
+    """Numbers of workers W to try (the parallelism group's other options follow)."""
+    envs_per_worker: int = PARALLELISM.envs_per_worker
     """A3C environments per worker E; A2C gets W*E environments."""
-    seeds: tuple[int, ...] = DEFAULTS.seeds
-    """Seeds per setting."""
-    total_steps: int = 500_000
-    """Env steps per run (the global counter T for A3C)."""
+    store_mode: StoreMode = PARALLELISM.store_mode
+    """A3C shared-store write mode."""
+    backends: tuple[Literal["threads", "processes"], ...] = ("threads",)
+    """A3C backends, each with its own speedups (threads share the GIL; processes do not)."""
     threshold: float = 475.0
     """Score to reach (smoothed return)."""
     stop_at_threshold: bool = True
@@ -64,22 +68,12 @@ class Args:
     """Smoothing window as a fraction of total_steps (tables and the early stop alike)."""
     algos: tuple[Literal["a3c", "a2c"], ...] = ("a3c", "a2c")
     """Which algorithms to run."""
-    backends: tuple[Literal["threads", "processes"], ...] = ("threads",)
-    """A3C backends, each with its own speedups (threads share the GIL; processes do not)."""
-    t_max: int = DEFAULTS.t_max
-    """Segment length."""
-    lr: float | None = DEFAULTS.lr
-    """Learning rate."""
-    optimizer: OptimizerName = DEFAULTS.optimizer
-    """Optimiser."""
-    store_mode: StoreMode = DEFAULTS.store_mode
-    """A3C shared-store write mode."""
-    out: str = "runs/scaling"
-    """Output directory."""
-    progress: bool = DEFAULTS.progress
-    """Show progress bars."""
-    overwrite: bool = False
-    """Replace earlier runs under OUT (without it, an existing one is refused)."""
+
+    def base(self) -> Config:
+        """The config every run is built from (its workers set per run)."""
+        groups = {name: getattr(self, name) for name in GROUPS if name != "parallelism"}
+        return Config(**groups, envs_per_worker=self.envs_per_worker,
+                      store_mode=self.store_mode)
 
 
 def run_dir(out: Path, algo: str, workers: int, envs_per_worker: int,
@@ -104,17 +98,19 @@ def readable(table):
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = tyro.cli(Args, args=argv, description=__doc__)
-    out = Path(args.out)
+    args = cli.parse(Args, argv, description=__doc__)
+    base = args.base()
+    if base.family != "actor_critic":
+        print(f"error: --algo: the scaling table compares a3c with a2c, got {base.algo}",
+              file=sys.stderr)
+        return 2
+    out = Path(base.out)
     cores = os.cpu_count()
     print(f"os.cpu_count() = {cores}: this machine has only {cores} cores, so speedups past "
           f"{cores} workers measure contention, not parallel work.")
-    base = Config(env=args.env, total_steps=args.total_steps, seeds=tuple(args.seeds),
-                  t_max=args.t_max, lr=args.lr, optimizer=args.optimizer,
-                  store_mode=args.store_mode, progress=args.progress, overwrite=args.overwrite)
     if args.stop_at_threshold:
         base = base.replace(stop_return=args.threshold,
-                            stop_window=max(int(args.window_frac * args.total_steps), 1))
+                            stop_window=max(int(args.window_frac * base.total_steps), 1))
     configs = []
     for w in args.workers:
         pair = matched_pair(base, w, args.envs_per_worker)
@@ -124,8 +120,7 @@ def main(argv: list[str] | None = None) -> int:
                 configs.append(c.replace(out=str(run_dir(out, algo, w, args.envs_per_worker,
                                                          b))))
     def check() -> None:
-        for c in configs:
-            c.validate()
+        configs[:] = [resolve(c) for c in configs]   # validated here, once
         for c in configs:   # every run directory checked before the first run trains
             rundir.check(c)
 
@@ -166,8 +161,8 @@ def main(argv: list[str] | None = None) -> int:
     md = tables.to_markdown(readable(table))
     runlog.atomic_write_text(out / "scaling.md", md + note)
     fig = plotting.plot_scaling(table, out / "scaling.png", group="family",
-                                title=f"{args.env}: scaling on {cores} cores "
-                                      f"({analysis.seeds_label(len(args.seeds))})")
+                                title=f"{base.env}: scaling on {cores} cores "
+                                      f"({analysis.seeds_label(len(base.seeds))})")
     print()
     print(md + note)
     print(f"table: {out / 'scaling.csv'} and {out / 'scaling.md'}\nfigure: {fig}")

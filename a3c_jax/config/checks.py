@@ -1,14 +1,70 @@
-"""Checks of ``Config`` that need more than one field: run-directory options and which
-methods an environment's action space admits (called by ``Config.validate``), and whether a
-custom ``loss_fn`` can reach the workers of a backend (``rundir.prepare``). Each raises a
-``ValueError`` whose message starts with the option it is about."""
+"""Every check of a ``Config``: ``check_config`` (what ``Config.validate`` runs) and
+``check_loss_fn`` (whether a custom ``loss_fn`` can reach the workers of a backend; the run
+directory's ``prepare``). Each raises a ``ValueError`` whose message starts with the field or
+option it is about. Nothing here reads a file.
+"""
 
 from __future__ import annotations
 
 import math
 
-VALUE_ALGOS = ("q1", "sarsa", "nq")
+from a3c_jax.config.groups import AUTO_FIELDS, VALUE_ALGOS
 
+SEGMENTS = ("fixed", "until-terminal")
+COMBINES = ("sum", "step-mean", "env-mean")   # a3c_jax.core.combine.COMBINES
+SWITCHES = ("obs_norm", "adv_norm", "recurrent", "reward_norm", "shared_torso")
+ACTOR_CRITIC_ONLY = ("recurrent", "obs_norm", "adv_norm")
+POSITIVE_INTS = ("total_steps", "num_envs", "workers", "envs_per_worker", "t_max",
+                 "eps_anneal_steps", "target_interval", "stop_window", "lstm_size")
+FINITE = ("lr", "gamma", "gae_lambda", "rms_decay", "rms_eps", "momentum", "max_grad_norm",
+          "value_coef", "entropy_coef", "eps_final", "stop_return", "reward_scale")
+
+
+def check_config(config) -> None:
+    """Every field of ``config`` alone, then the fields that constrain each other. An auto
+    field (``AUTO_FIELDS``) may be None; once set it is checked like the others."""
+    from a3c_jax.core import envs  # local: keeps config import light
+
+    envs.check_env_name(config.env)
+    check_types(config)
+    check_ranges(config)
+    check_method_options(config)
+    if config.total_steps < config.steps_per_update:
+        raise ValueError(
+            f"total_steps ({config.total_steps}) is smaller than one update "
+            f"(t_max * envs = {config.steps_per_update})")
+    if config.backend == "emulated" or config.staleness != "round-robin":
+        from a3c_jax.core import staleness  # local: keeps config import light
+
+        staleness.parse(config.staleness, check_files=False)   # the trace: defaults.resolve
+    check_run_options(config)
+    if config.is_sync and config.optimizer == "rmsprop_local":
+        raise ValueError("optimizer rmsprop_local only applies to asynchronous runs; use "
+                         "rmsprop with the synchronous driver")
+
+
+def check_types(config) -> None:
+    """Positive integers, finite numbers, distinct seeds and positive layer sizes."""
+    for name in POSITIVE_INTS:
+        value = getattr(config, name)
+        if value is None and name in AUTO_FIELDS:
+            continue
+        if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    if config.log_interval < 0:
+        raise ValueError(f"log_interval must be >= 0, got {config.log_interval!r}")
+    if not config.seeds:
+        raise ValueError("seeds must name at least one seed")
+    if len(set(config.seeds)) != len(config.seeds):
+        raise ValueError(f"seeds must be distinct, got {config.seeds!r}")
+    if not config.hidden or any(h <= 0 for h in config.hidden):
+        raise ValueError(f"hidden sizes must be positive, got {config.hidden!r}")
+    for name in FINITE:
+        value = getattr(config, name)
+        if value is None and name in AUTO_FIELDS:
+            continue
+        if not math.isfinite(value):
+            raise ValueError(f"{name} must be finite, got {value!r}")
 
 def check_ranges(config) -> None:
     """The ranges of the numeric fields (auto fields only once they are set)."""
@@ -32,10 +88,40 @@ def check_ranges(config) -> None:
     if not 0.0 <= config.repeat_action_probability <= 1.0:
         raise ValueError("repeat_action_probability must lie in [0, 1], got "
                          f"{config.repeat_action_probability!r}")
+    if config.eps_final > 1.0:
+        raise ValueError(f"eps_final must be <= 1 (negative = sampled), got {config.eps_final!r}")
     for name, low in (("noop_max", 0), ("max_episode_frames", 1)):
         value = getattr(config, name)
         if isinstance(value, bool) or not isinstance(value, int) or value < low:
             raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
+
+
+def check_method_options(config) -> None:
+    """Switches, segments, how the loss combines, and what applies to which method."""
+    for name in SWITCHES:
+        value = getattr(config, name)
+        if not (isinstance(value, bool) or (value is None and name in AUTO_FIELDS)):
+            raise ValueError(f"{name} must be a bool, got {value!r}")
+    if config.segments not in SEGMENTS:
+        raise ValueError(f"segments must be one of {', '.join(SEGMENTS)}, got "
+                         f"{config.segments!r}")
+    if config.combine not in COMBINES:
+        raise ValueError(f"combine must be one of {', '.join(COMBINES)}, got "
+                         f"{config.combine!r}")
+    if config.algo in VALUE_ALGOS:
+        for name in ACTOR_CRITIC_ONLY:
+            if getattr(config, name):
+                raise ValueError(f"{name} applies to the actor-critic (a2c, a3c), not to "
+                                 f"{config.algo}")
+        if config.shared_torso is False:
+            raise ValueError(f"shared_torso applies to the actor-critic (a2c, a3c), not to "
+                             f"{config.algo}, whose Q-network has no value head")
+    if config.recurrent and config.shared_torso is False:
+        raise ValueError("shared_torso False (separate policy and value networks) is not "
+                         "available with recurrent (one LSTM after one torso)")
+    if config.segments == "until-terminal" and config.backend == "emulated":
+        raise ValueError("segments until-terminal: the emulated backend counts t_max * E env "
+                         "steps per update; use fixed segments there")
 
 
 def check_run_options(config) -> None:

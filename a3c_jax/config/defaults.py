@@ -1,17 +1,18 @@
 """Per-method defaults: the values of ``Config``'s auto fields, and ``resolve``.
 
-A field of ``Config`` whose default is ``None`` (``config.AUTO_FIELDS``) means "auto". It is
-filled by ``resolve(config)`` from the row of ``AUTO_DEFAULTS`` for the method family and the
+A field of ``Config`` whose default is ``None`` (``AUTO_FIELDS``) means "auto". It is filled by
+``resolve(config)`` from the row of ``AUTO_DEFAULTS`` for the method family and the
 environment's action space. ``resolve`` is called once, at the edge (``runner.run``,
-``sync.make_train``, the worker builders); everything below receives a resolved config and
-checks it with ``require_resolved`` instead of resolving again.
+``sync.make_train``, ``AsyncWorker.from_config``): it validates the config, reads what the
+config names on disk (a staleness trace) before anything compiles, and returns a ``Resolved``;
+everything below takes a ``Resolved`` and neither checks nor resolves again.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from a3c_jax.config.schema import AUTO_FIELDS, Config
+from a3c_jax.config.schema import AUTO_FIELDS, GROUPS, Config, Resolved
 
 # --- per-method defaults ------------------------------------------------------------------
 
@@ -74,30 +75,34 @@ def defaults_key(config: Config, discrete: bool) -> str:
     return "discrete_async" if config.is_async else "discrete"
 
 
-def resolve(config: Config, env: Any = None) -> Config:
-    """``config`` with every auto field (``None``) set for its method and action space.
+def resolve(config: Config, env: Any = None) -> Resolved:
+    """``config``, validated, as a ``Resolved``: every auto field (``None``) set for its method
+    and action space, and a ``trace:PATH`` staleness model's file found.
 
     ``env`` (an ``envs.Env``) is optional: without it the action space is looked up from
-    ``config.env``. Fields given explicitly are kept; resolving twice changes nothing.
+    ``config.env``. Fields given explicitly are kept; a ``Resolved`` is returned as it is.
     """
-    missing = [name for name in AUTO_FIELDS if getattr(config, name) is None]
-    if not missing:
+    if isinstance(config, Resolved):
         return config
-    if env is not None:
-        discrete = env.discrete
-    else:
-        from a3c_jax.core import envs  # local: keeps config import light
+    config.validate()
+    check_trace(config)
+    missing = [name for name in AUTO_FIELDS if getattr(config, name) is None]
+    if missing:
+        if env is not None:
+            discrete = env.discrete
+        else:
+            from a3c_jax.core import envs  # local: keeps config import light
 
-        discrete = envs.is_discrete(config.env)
-    table = AUTO_DEFAULTS[defaults_key(config, discrete)]
-    return config.replace(**{name: table[name] for name in missing})
-
-
-def require_resolved(config: Config, who: str) -> Config:
-    """Raise unless ``config`` was resolved (``resolve``) before reaching ``who``."""
-    if not config.resolved:
-        missing = [n for n in AUTO_FIELDS if getattr(config, n) is None]
-        raise ValueError(f"{who} needs a resolved config (config.resolve); unset: {missing}")
-    return config
+            discrete = envs.is_discrete(config.env)
+        table = AUTO_DEFAULTS[defaults_key(config, discrete)]
+        config = config.replace(**{name: table[name] for name in missing})
+    return Resolved(**{name: getattr(config, name) for name in GROUPS})
 
 
+def check_trace(config: Config) -> None:
+    """Read the emulated backend's ``trace:PATH`` (its updates.csv, cached for the emulator):
+    a missing or unreadable file is a ValueError naming ``staleness``, before any compile."""
+    if config.backend == "emulated" and config.staleness.startswith("trace:"):
+        from a3c_jax.core import staleness  # local: keeps config import light
+
+        staleness.load_traces(config.staleness.partition(":")[2])

@@ -1,188 +1,70 @@
-"""Experiment configuration: one frozen, typed dataclass, validated before anything compiles.
+"""Experiment configuration: one frozen, typed ``Config`` of six groups, validated at the edge.
 
-Every field has a docstring (tyro turns them into ``--help``). Derived sizes are properties.
-``validate`` raises ``ValueError`` naming the offending field; call it (or ``Config.checked``)
-before building anything jitted.
+``Config`` holds one frozen dataclass per group of ``a3c_jax.config.groups`` (environment,
+algorithm, optimisation, parallelism, network, output), where every field is declared once with
+its docstring; tyro renders the groups as ``--help``'s sections. Fields are read and written
+flatly: ``Config(env="CartPole-v1", lr=1e-3)``, ``config.lr``, ``config.replace(lr=3e-3)``;
+a group as a whole is ``config.optimisation``. Derived sizes are properties. ``validate``
+(``a3c_jax.config.checks``) raises ``ValueError`` naming the offending field.
 
-Per-method defaults: a field whose default is ``None`` means "auto" and is filled by
-``a3c_jax.config.defaults.resolve(config)`` from ``AUTO_DEFAULTS`` for the method family and the environment's action
-space (actor-critic on discrete actions, actor-critic on continuous actions, value-based
-methods). ``resolve`` is called once, at the edge (``runner.run``, ``sync.make_train``); every
-piece below it receives a resolved config (``config.resolved``) or the small part of it it
-needs, and never resolves again. A value the user gave is always kept; config.json holds the
-resolved values.
+Per-method defaults: a field whose default is ``None`` (``AUTO_FIELDS``) means "auto".
+``a3c_jax.config.defaults.resolve(config)`` validates the config once and returns a
+``Resolved``: the same fields with every auto one set, so that everything below the run shell
+takes a ``Resolved`` and never checks or resolves again. A value the user gave is always
+kept; config.json holds the resolved values, flat.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import math
-from typing import Literal
+import typing
+from typing import Any
 
-Algo = Literal["a2c", "a3c", "q1", "sarsa", "nq"]
-OptimizerName = Literal["rmsprop", "rmsprop_local", "sgd", "sgd_paper"]
-Segments = Literal["fixed", "until-terminal"]
-Combine = Literal["sum", "step-mean", "env-mean"]
-StoreMode = Literal["hogwild", "locked", "overwrite"]
-Torso = Literal["auto", "mlp", "conv", "atari"]
-Backend = Literal["threads", "processes", "ray", "sync", "emulated"]
+from a3c_jax.config.groups import (  # noqa: F401 - the config's types, re-exported
+    AUTO_FIELDS, FIELD_NAMES, GROUP_OF, GROUPS, VALUE_ALGOS, Algo, Algorithm, Backend, Combine,
+    Environment, Network, Optimisation, OptimizerName, Output, Parallelism, Segments,
+    StoreMode, Torso)
 
-VALUE_ALGOS = ("q1", "sarsa", "nq")
+# Before ``combine`` (commit 6f47117) the loss had ``reduction`` over each env's segment (all
+# of length t_max then), the N envs of an update averaged: "sum" was (1/N) sum_n sum_t l,
+# "mean" (1/N) sum_n (1/t_max) sum_t l.
+_OLD_MEAN = "env-mean"   # exactly the old "mean"
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, init=False)
 class Config:
-    """Configuration shared by the synchronous and asynchronous drivers."""
+    """Configuration shared by the synchronous and asynchronous drivers: six groups of fields,
+    read flatly (``config.lr``) and built from flat keywords (``Config(lr=1e-3)``)."""
 
-    algo: Algo = "a2c"
-    """Algorithm: a2c (synchronous, vmapped), a3c (asynchronous actor-critic), q1 (async one-step
-    Q-learning), sarsa (async one-step SARSA), nq (async n-step Q-learning)."""
-    env: str = "CartPole-v1"
-    """Any registered gymnax environment id, e.g. CartPole-v1, Acrobot-v1, Breakout-MinAtar."""
-    total_steps: int = 500_000
-    """Budget in environment steps (the global counter T for the async methods), per seed."""
-    seeds: tuple[int, ...] = (0,)
-    """Seeds; the sync driver trains all of them in one vmapped call."""
+    environment: Environment = dataclasses.field(default_factory=Environment)
+    algorithm: Algorithm = dataclasses.field(default_factory=Algorithm)
+    optimisation: Optimisation = dataclasses.field(default_factory=Optimisation)
+    parallelism: Parallelism = dataclasses.field(default_factory=Parallelism)
+    network: Network = dataclasses.field(default_factory=Network)
+    output: Output = dataclasses.field(default_factory=Output)
 
-    num_envs: int = 16
-    """Synchronous driver: number of vmapped environments."""
-    workers: int = 2
-    """Asynchronous driver: number of actor-learner threads W."""
-    envs_per_worker: int = 1
-    """Asynchronous driver: environments per worker E (the paper uses 1)."""
-    backend: Backend = "threads"
-    """Where the method runs: threads (async workers in one process), processes (one process
-    per worker on a shared-memory store), ray (Ray actors and a parameter-server actor), or
-    sync (the synchronous counterpart over ``num_envs`` lockstep environments; for a3c this
-    is A2C), or emulated (W virtual workers applied in a fixed order inside one jitted
-    program, with a chosen ``staleness``: reproducible; see a3c_jax/emulator.py)."""
-    staleness: str = "round-robin"
-    """Emulated backend: how many updates old each gradient's parameters are (tau):
-    fixed:k, round-robin (tau = W - 1), uniform:a:b, geometric:p (P(tau = k) = (1 - p)^k p),
-    or trace:PATH (replay the staleness column of a run's updates.csv, or its directory)."""
-    ray_address: str = ""
-    """Ray backend: address of an existing cluster; empty starts a local Ray instance."""
-    store_mode: StoreMode = "hogwild"
-    """Shared store write mode: hogwild (lock-free in-place), locked (control), overwrite (the
-    naive idiom that loses updates; for measurement only)."""
+    def __init__(self, **values: Any):
+        """Groups by name (``optimisation=Optimisation(...)``) and fields by their flat names
+        (``lr=1e-3``); a flat field overrides its group's value."""
+        unknown = sorted(set(values) - set(GROUP_OF) - set(GROUPS))
+        if unknown:
+            raise TypeError(f"{type(self).__name__} has no field {', '.join(unknown)}")
+        for name, cls in GROUPS.items():
+            group = values.get(name) or cls()
+            changes = {f.name: values[f.name] for f in dataclasses.fields(cls) if f.name in values}
+            object.__setattr__(self, name, dataclasses.replace(group, **changes) if changes
+                               else group)
 
-    t_max: int = 5
-    """Segment length: environment steps per update (also I_AsyncUpdate for the Q methods)."""
-    segments: Segments = "fixed"
-    """fixed (t_max steps of every env, across episode ends; ours) or until-terminal (the
-    paper's: at t_max or the episode's end; sync: total_steps // (t_max N) updates)."""
-    combine: Combine = "step-mean"
-    """How the loss combines an update's N segments (sync envs, or a worker's E): step-mean
-    (sum / sum_n T_n; ours), sum (the paper's accumulated gradient) or env-mean."""
-    gamma: float | None = None
-    """Discount factor; None (auto): 0.99 for discrete actions, 0.95 for continuous
-    ones."""
-    gae_lambda: float = 1.0
-    """GAE lambda; 1.0 is the paper's n-step advantage."""
-    lr: float | None = None
-    """Learning rate (peak value when annealed); None (auto): 5e-3 for a2c and 1e-3 for a3c
-    on discrete actions, 2e-3 on continuous ones, 1e-3 for q1 / sarsa / nq (all ours, tuned
-    on CartPole-v1 and Pendulum-v1; the paper samples LogUniform(1e-4, 1e-2) per run)."""
-    lr_anneal: bool = True
-    """Anneal the learning rate linearly to 0 over the budget (the paper does)."""
-    optimizer: OptimizerName = "rmsprop"
-    """rmsprop (statistics shared across workers; the paper's default), rmsprop_local
-    (per-worker statistics), sgd (m <- mu m + d, optax's momentum SGD) or sgd_paper (the
-    paper's momentum SGD: m <- alpha m + (1 - alpha) d); theta <- theta - lr m."""
-    rms_decay: float = 0.99
-    """RMSProp decay alpha: g <- alpha g + (1 - alpha) d^2."""
-    rms_eps: float = 1e-5
-    """RMSProp epsilon, inside the square root as in the paper: d / sqrt(g + eps)."""
-    momentum: float = 0.9
-    """Momentum mu of sgd, or alpha of sgd_paper."""
-    max_grad_norm: float = 0.0
-    """Clip gradients to this global norm; 0 disables clipping."""
-    value_coef: float = 0.5
-    """Value-loss coefficient c in c (G - V)^2: 0.5 (ours, common practice: halves the
-    critic's gradient); 1 is Algorithm S3 as written, d(R - V)^2/d theta_v."""
-    entropy_coef: float | None = None
-    """Entropy bonus coefficient beta; None (auto): 0.01 for discrete actions, 1e-4 for
-    continuous ones (the paper's values)."""
-    obs_norm: bool | None = None
-    """Actor-critic: standardise observations with running mean/std (kept with the parameters,
-    saved in checkpoints); None (auto): off for discrete actions, on for continuous."""
-    reward_scale: float | None = None
-    """Multiply rewards by this in the loss (after reward_norm; logged returns stay raw);
-    None (auto): 1 (ours; it was 0.1 on continuous actions before reward_norm)."""
-    reward_norm: bool | None = None
-    """Divide rewards in the loss by the running std of the discounted return (SB3's
-    VecNormalize); None (auto): on for a2c / a3c, off for q1 / sarsa / nq (ours)."""
-    adv_norm: bool = False
-    """Actor-critic: standardise advantages over each segment's [T, B] batch before the policy
-    term (measured on Pendulum-v1: it hurt, so it is off for both action spaces)."""
-    recurrent: bool = False
-    """Actor-critic: an LSTM after the torso (A3C-LSTM); its carry is kept across segments per
-    env and reset at episode ends; gradients are truncated at segment boundaries (t_max)."""
-    lstm_size: int = 256
-    """Cells of the LSTM when ``recurrent`` (the paper uses 256)."""
+    def __getattr__(self, name: str) -> Any:
+        # Only called when ``name`` is not an attribute: a flat field is its group's.
+        group = GROUP_OF.get(name)
+        if group is None:
+            raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+        return getattr(object.__getattribute__(self, group), name)
 
-    hidden: tuple[int, ...] = (64, 64)
-    """Hidden layer sizes of the MLP torso."""
-    shared_torso: bool | None = None
-    """Actor-critic: policy and value heads on one torso (the paper's Atari network), or
-    separate policy and value networks of the same shape (False; the paper's continuous
-    control, SB3's default); None (auto): shared for discrete and continuous actions."""
-    torso: Torso = "auto"
-    """Network torso: auto picks conv for image observations (MinAtar), mlp otherwise."""
-
-    eps_final: float = -1.0
-    """Q methods: final epsilon; negative samples it per worker from {0.1, 0.01, 0.5} with
-    probabilities {0.4, 0.3, 0.3} (the paper)."""
-    eps_anneal_steps: int | None = None
-    """Q methods: env steps of the run (T; each env's steps times the number of envs) over
-    which epsilon anneals from 1 to its final value; None (auto): 50000 for q1 / sarsa / nq
-    (ours, tuned on CartPole-v1 with 2 workers; the paper anneals over 4M frames)."""
-    target_interval: int | None = None
-    """Q methods: copy the target parameters every I_target global steps; None (auto): 1000
-    for q1 / sarsa / nq (ours, tuned on CartPole-v1)."""
-
-    repeat_action_probability: float = 0.0
-    """Atari (ALE/... ids): sticky actions, the chance the emulator repeats the last action
-    each frame; 0 is the paper's, 0.25 Machado et al.'s (gymnasium's v5 default)."""
-    life_loss_terminal: bool = True
-    """Atari: a lost life ends the training episode (the paper's; the game goes on and
-    evaluation plays whole games)."""
-    reward_clip: bool = True
-    """Atari: train on rewards clipped to their sign (the paper's); returns stay scores."""
-    noop_max: int = 30
-    """Atari: up to this many no-op actions at each game's start (the paper's 30)."""
-    max_episode_frames: int = 108_000
-    """Atari: emulator frames before a game is truncated (4 per agent step; 30 minutes)."""
-
-    stop_return: float = 0.0
-    """Stop a seed early once its smoothed return (episode-weighted mean over the last
-    ``stop_window`` env steps) reaches this value; 0 disables. Useful for time-to-score runs."""
-    stop_window: int = 10_000
-    """Window, in env steps, of the smoothed return used by ``stop_return``."""
-    log_interval: int = 0
-    """Env steps between logged rows; 0 picks about 200 rows per run."""
-    log_seconds: float = 1.0
-    """Also log a row once this many seconds of training pass without one; 0: by env steps."""
-    out: str = "runs/default"
-    """Output directory for config.json, metrics.csv, plots and the checkpoint."""
-    overwrite: bool = False
-    """Clear an existing run directory at ``out`` first (else it is refused)."""
-    resume: bool = False
-    """Continue the run at ``out`` from its checkpoint to ``total_steps`` (same config)."""
-    checkpoint_s: float = 60.0
-    """Seconds between checkpoints for ``resume`` (also when a seed ends); 0: only then."""
-    vmap_seeds: bool = True
-    """Sync driver: train all seeds in one vmapped call (fast), or one after another (for
-    per-seed wall-clock times)."""
-    progress: bool = True
-    """Show progress: a bar on a terminal, else a plain line every 10 s (a3c_jax/progress.py)."""
-    tensorboard: bool = False
-    """Write TensorBoard event files to ``out``/tensorboard (needs the tensorboard extra)."""
-    wandb: Literal["off", "offline", "online"] = "off"
-    """Log to Weights & Biases, offline (``out``/wandb; ``wandb sync`` uploads it later) or
-    online (needs the wandb extra)."""
-    wandb_project: str = "a3c_jax"
-    """Weights & Biases project name."""
+    def __repr__(self) -> str:
+        changed = {n: v for n, v in self.to_dict().items() if v != _DEFAULTS[n]}
+        return f"{type(self).__name__}({', '.join(f'{n}={v!r}' for n, v in changed.items())})"
 
     # --- derived sizes -------------------------------------------------------------------
     @property
@@ -213,84 +95,76 @@ class Config:
         """Sync: updates in the budget. Async: total updates over all workers."""
         return self.total_steps // self.steps_per_update
 
-    # --- validation ----------------------------------------------------------------------
+    # --- validation, updates, files ------------------------------------------------------
     def validate(self) -> "Config":
-        """Raise ValueError naming the field if anything is invalid; return self otherwise."""
-        from a3c_jax.core import envs  # local: keeps config import light
+        """Raise ValueError naming the field if anything is invalid; return self otherwise.
+        Reads no file (a staleness trace is read by ``defaults.resolve``)."""
+        from a3c_jax.config import checks  # local: checks imports this module
 
-        envs.check_env_name(self.env)
-        for name in ("total_steps", "num_envs", "workers", "envs_per_worker", "t_max",
-                     "eps_anneal_steps", "target_interval", "stop_window", "lstm_size"):
-            value = getattr(self, name)
-            if value is None and name in AUTO_FIELDS:
-                continue
-            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
-        if self.log_interval < 0:
-            raise ValueError(f"log_interval must be >= 0, got {self.log_interval!r}")
-        if not self.seeds:
-            raise ValueError("seeds must name at least one seed")
-        if len(set(self.seeds)) != len(self.seeds):
-            raise ValueError(f"seeds must be distinct, got {self.seeds!r}")
-        if not self.hidden or any(h <= 0 for h in self.hidden):
-            raise ValueError(f"hidden sizes must be positive, got {self.hidden!r}")
-        for name in ("lr", "gamma", "gae_lambda", "rms_decay", "rms_eps", "momentum",
-                     "max_grad_norm", "value_coef", "entropy_coef", "eps_final",
-                     "stop_return", "reward_scale"):
-            value = getattr(self, name)
-            if value is None and name in AUTO_FIELDS:
-                continue
-            if not math.isfinite(value):
-                raise ValueError(f"{name} must be finite, got {value!r}")
-        from a3c_jax.config import checks  # local: keeps config import light
-
-        checks.check_ranges(self)
-        from a3c_jax.config import options as method_checks  # local: keeps config import light
-
-        method_checks.check_method_options(self, AUTO_FIELDS)
-        if self.eps_final > 1.0:
-            raise ValueError(f"eps_final must be <= 1 (negative = sampled), got {self.eps_final!r}")
-        if self.total_steps < self.steps_per_update:
-            raise ValueError(
-                f"total_steps ({self.total_steps}) is smaller than one update "
-                f"(t_max * envs = {self.steps_per_update})")
-        if self.backend == "emulated" or self.staleness != "round-robin":
-            from a3c_jax.core import staleness  # local: keeps config import light
-
-            staleness.parse(self.staleness, check_files=self.backend == "emulated")
-        if self.backend == "emulated" and self.is_async and self.segments != "fixed":
-            raise ValueError(f"segments: the emulated backend runs fixed segments only (each "
-                             f"update claims t_max * E env steps), got {self.segments!r}")
-        checks.check_run_options(self)
-        if self.is_sync and self.optimizer == "rmsprop_local":
-            raise ValueError("optimizer rmsprop_local only applies to asynchronous runs; use "
-                             "rmsprop with the synchronous driver")
+        checks.check_config(self)
         return self
 
-    @property
-    def resolved(self) -> bool:
-        """Whether every per-action-space ("auto") field has a value."""
-        return all(getattr(self, name) is not None for name in AUTO_FIELDS)
-
-    def replace(self, **changes) -> "Config":
+    def replace(self, **changes: Any) -> "Config":
+        """A copy with flat fields (or whole groups) changed; a ``Resolved`` stays one."""
         return dataclasses.replace(self, **changes)
 
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        """Every field by its flat name (what config.json holds)."""
+        return {name: getattr(self, name) for name in FIELD_NAMES}
 
     @classmethod
     def from_dict(cls, data: dict) -> "Config":
-        fields = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(data) - fields - {"reduction"}
+        """The config of a flat dict (config.json, ``to_dict``); also reads config.json files
+        written before ``combine``, whose ``reduction`` maps to the combine of the same loss."""
+        data = dict(data)
+        legacy = data.pop("reduction", None)
+        unknown = set(data) - set(FIELD_NAMES)
         if unknown:
             raise ValueError(f"unknown config fields: {sorted(unknown)}")
         kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
-        legacy = kwargs.pop("reduction", None)   # before ``combine``: sum over t, mean over envs
         if legacy is not None and "combine" not in kwargs:
-            kwargs["combine"] = {"sum": "sum", "mean": "env-mean"}.get(legacy, legacy)
+            kwargs["combine"] = combine_of_reduction(legacy, cls(**kwargs).batch_envs)
         return cls(**kwargs)
 
 
-AUTO_FIELDS = ("lr", "gamma", "entropy_coef", "obs_norm", "reward_scale", "reward_norm",
-               "shared_torso", "target_interval", "eps_anneal_steps")
-"""Fields whose ``None`` means "auto": ``a3c_jax.config.defaults.resolve`` fills them."""
+def combine_of_reduction(reduction: str, batch_envs: int) -> str:
+    """The ``combine`` whose loss is the old ``reduction``'s (module comment above ``Config``).
+
+    mean: (1/N) sum_n (1/t_max) sum_t l is env-mean. sum: (1/N) sum_n sum_t l is ``sum`` when
+    the update had one environment (N = 1, the paper's workers); with N > 1 no combine has
+    its scale (sum is N times it, step-mean 1/t_max of it), and step-mean, the same direction
+    at the smaller distance in the common N = 16, t_max = 5, is taken.
+    """
+    if reduction == "mean":
+        return _OLD_MEAN
+    if reduction == "sum":
+        return "sum" if batch_envs == 1 else "step-mean"
+    raise ValueError(f"reduction: expected sum or mean (config.json before combine), got "
+                     f"{reduction!r}")
+
+
+@dataclasses.dataclass(frozen=True, init=False, repr=False)
+class Resolved(Config):
+    """A validated ``Config`` whose auto fields are all set (``defaults.resolve`` makes one):
+    what every driver and algorithm takes."""
+
+    if typing.TYPE_CHECKING:   # the auto fields' types once resolved (declared in groups)
+        lr: float
+        gamma: float
+        entropy_coef: float
+        obs_norm: bool
+        reward_scale: float
+        reward_norm: bool
+        shared_torso: bool
+        target_interval: int
+        eps_anneal_steps: int
+
+    def __init__(self, **values: Any):
+        super().__init__(**values)
+        unset = [name for name in AUTO_FIELDS if getattr(self, name) is None]
+        if unset:
+            raise ValueError(f"a resolved config needs every auto field; unset: {unset} "
+                             "(a3c_jax.config.defaults.resolve)")
+
+
+_DEFAULTS = Config().to_dict()

@@ -130,8 +130,6 @@ class LossConfig(NamedTuple):
 
 def loss_config(config) -> LossConfig:
     """The loss scalars of a resolved ``Config`` (``defaults.resolve``)."""
-    if getattr(config, "resolved", True) is False:
-        raise ValueError("loss_config needs a resolved config (a3c_jax.config.defaults.resolve)")
     return LossConfig(gamma=config.gamma, gae_lambda=config.gae_lambda,
                       value_coef=config.value_coef, entropy_coef=config.entropy_coef,
                       combine=combine_lib.check(config.combine),

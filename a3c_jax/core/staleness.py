@@ -23,7 +23,8 @@ taus would mean reading older parameters than the worker's own last write).
 Every tau is capped by the versions written so far: update i (0-based) reads at most i
 versions back. ``schedule`` returns the taus as an int32 array; the random models draw from a
 key of the seed, so a schedule is a pure function of (model, seed, number of updates, W).
-Nothing here compiles, so ``parse`` runs inside ``Config.validate``.
+Nothing here compiles: ``Config.validate`` parses the model (``parse(text, check_files=False)``)
+and ``config.defaults.resolve`` reads a trace, both before anything compiles.
 """
 
 from __future__ import annotations

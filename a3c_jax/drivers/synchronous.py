@@ -30,7 +30,7 @@ from flax import struct
 
 from a3c_jax.algorithms import interface as algorithm
 from a3c_jax.core import optim, rollout
-from a3c_jax.config.schema import Config
+from a3c_jax.config.schema import Config, Resolved
 from a3c_jax.config.defaults import resolve
 
 
@@ -68,8 +68,7 @@ def update_metrics(m: algorithm.Metrics, env_steps) -> UpdateMetrics:
 class SyncTrainer:
     """The pure pieces of a synchronous run for one resolved config; methods are jittable."""
 
-    def __init__(self, config: Config, loss_fn: Callable | None = None):
-        config.validate()
+    def __init__(self, config: Resolved, loss_fn: Callable | None = None):
         if not config.is_sync:
             raise ValueError(f"backend: {config.algo} on backend {config.backend!r} runs "
                              "asynchronous workers; the synchronous driver runs algo a2c, or any "

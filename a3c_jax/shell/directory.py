@@ -153,7 +153,7 @@ def check(config: Config, loss_fn=None) -> None:
     from a3c_jax.config.defaults import resolve
 
     try:
-        config = resolve(config.validate())
+        config = resolve(config)
         check_loss_fn(config, loss_fn)
         out = _check_out(config)
         if config.resume:

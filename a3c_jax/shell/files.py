@@ -76,10 +76,14 @@ def write_config(run_dir: str | os.PathLike, config) -> None:
 
 
 def read_config(run_dir: str | os.PathLike):
-    from a3c_jax.config.schema import Config
+    """The config.json of a run: a ``Resolved`` (what runs write), or a ``Config`` for a file
+    with auto fields unset."""
+    from a3c_jax.config.schema import AUTO_FIELDS, Config, Resolved
 
     with open(Path(run_dir) / "config.json") as f:
-        return Config.from_dict(json.load(f))
+        data = json.load(f)
+    resolved = all(data.get(name) is not None for name in AUTO_FIELDS)
+    return (Resolved if resolved else Config).from_dict(data)
 
 
 def save_params(run_dir: str | os.PathLike, seed: int, params) -> Path:

@@ -36,14 +36,14 @@ from a3c_jax.drivers import records as records_lib
 from a3c_jax.shell import directory as rundir_lib
 from a3c_jax.core import curves
 from a3c_jax.shell import figure, loggers, files as runlog, signals
-from a3c_jax.config.schema import Config
+from a3c_jax.config.schema import Config, Resolved
 from a3c_jax.config.defaults import resolve
 from a3c_jax.shell.directory import (InvalidInput)  # noqa: F401 - re-exported: bad input, exit status 2
 
 
 @dataclasses.dataclass
 class RunResult:
-    config: Config                   # resolved
+    config: Resolved
     run_dir: Path | None
     rows: list[dict]                 # metrics.csv rows
     params: dict[int, Any]           # final parameters per seed
@@ -198,7 +198,7 @@ def run(config: Config, loss_fn: Callable | None = None, write: bool = True,
     the rows as they are logged (module docstring). A worker's failure is raised after the
     run directory is written."""
     try:
-        config = resolve(config.validate())
+        config = resolve(config)
         shown = loggers.subscribers(config)   # display, TensorBoard, W&B: checked here
         rd = rundir_lib.prepare(config, loss_fn, write, [*shown, *subscribers])
     except InvalidInput:

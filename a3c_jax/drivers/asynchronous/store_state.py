@@ -26,7 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from a3c_jax.algorithms import interface as algorithm
-from a3c_jax.config.schema import Config
+from a3c_jax.config.schema import Resolved
 from a3c_jax.drivers.asynchronous.store import SharedStore
 from a3c_jax.drivers.asynchronous.worker import AsyncWorker
 
@@ -69,7 +69,7 @@ class ResumedWorker(AsyncWorker):
     """``AsyncWorker`` whose actors start where a resumed seed continues (module docstring);
     ``points`` maps a seed to its ``ResumePoint`` (a seed not in it starts afresh)."""
 
-    def __init__(self, config: Config, loss_fn: Callable | None = None,
+    def __init__(self, config: Resolved, loss_fn: Callable | None = None,
                  points: dict[int, ResumePoint] | None = None):
         super().__init__(config, loss_fn)
         self.points = dict(points or {})
@@ -92,7 +92,7 @@ class ResumedWorker(AsyncWorker):
 def build_worker(config_dict: dict, loss_fn: Callable | None,
                  points: dict[int, ResumePoint] | None) -> AsyncWorker:
     """The worker a backend builds in its own process from a resolved config."""
-    return ResumedWorker(Config.from_dict(config_dict), loss_fn, points)
+    return ResumedWorker(Resolved.from_dict(config_dict), loss_fn, points)
 
 
 def worker_points(worker: AsyncWorker) -> dict[int, ResumePoint] | None:

@@ -42,8 +42,8 @@ from jax.flatten_util import ravel_pytree
 
 from a3c_jax.algorithms import interface as algorithm
 from a3c_jax.core import inplace, optim
-from a3c_jax.config.schema import Config
-from a3c_jax.config.defaults import require_resolved, resolve
+from a3c_jax.config.schema import Config, Resolved
+from a3c_jax.config.defaults import resolve
 from a3c_jax.drivers.records import UpdateRecord
 from a3c_jax.drivers.asynchronous.store import SharedStore
 
@@ -58,15 +58,13 @@ class WorkerError(RuntimeError):
         self.traceback = tb
 
 
-def async_parts(config: Config, loss_fn: Callable | None, who: str, what: str
-                ) -> tuple[Config, algorithm.Algorithm, optim.OptSpec]:
-    """The checked, resolved config, the algorithm and the optimiser settings of ``what`` (an
-    asynchronous form: real workers, or emulated ones) built by ``who``."""
-    config.validate()
+def async_parts(config: Resolved, loss_fn: Callable | None, who: str, what: str
+                ) -> tuple[Resolved, algorithm.Algorithm, optim.OptSpec]:
+    """The config, the algorithm and the optimiser settings of ``what`` (an asynchronous
+    form: real workers, or emulated ones) built by ``who``."""
     if not config.is_async:
         raise ValueError(f"backend: {config.algo} with backend {config.backend!r} runs on "
                          f"the synchronous driver, not on {what}")
-    config = require_resolved(config, who)
     return (config, algorithm.make_algorithm(config, config.envs_per_worker, loss_fn),
             optim.OptSpec.from_config(config))
 
@@ -74,7 +72,7 @@ def async_parts(config: Config, loss_fn: Callable | None, who: str, what: str
 class AsyncWorker:
     """The compiled pieces of an asynchronous worker for one resolved config."""
 
-    def __init__(self, config: Config, loss_fn: Callable | None = None):
+    def __init__(self, config: Resolved, loss_fn: Callable | None = None):
         self.config, self.algo, self.spec = async_parts(config, loss_fn, "AsyncWorker",
                                                         "asynchronous workers")
         template = self.algo.init_params(jax.random.key(0))

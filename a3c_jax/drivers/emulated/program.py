@@ -46,7 +46,7 @@ from flax import struct
 
 from a3c_jax.algorithms import interface as algorithm
 from a3c_jax.core import normalization, optim, rollout
-from a3c_jax.config.schema import Config
+from a3c_jax.config.schema import Resolved
 from a3c_jax.drivers.asynchronous.worker import async_parts
 
 
@@ -106,7 +106,7 @@ class Emulator:
     """The jittable pieces of an emulated run for one resolved config (see the module
     docstring): ``init(seed, plan)``, ``run_chunk(state, taus, workers, valid)``, ``train``."""
 
-    def __init__(self, config: Config, loss_fn: Callable | None = None):
+    def __init__(self, config: Resolved, loss_fn: Callable | None = None):
         self.config, self.algo, self.spec = async_parts(config, loss_fn, "Emulator",
                                                         "emulated workers")
         config = self.config

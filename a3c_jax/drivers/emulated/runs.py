@@ -31,7 +31,7 @@ import numpy as np
 
 from a3c_jax.core import curves
 from a3c_jax.core import staleness
-from a3c_jax.config.schema import Config
+from a3c_jax.config.schema import Resolved
 from a3c_jax.drivers.emulated.program import Emulator, EmuOut, Plan
 from a3c_jax.drivers.records import StopMonitor, UpdateRecord, log_interval, staleness_summary
 
@@ -114,7 +114,7 @@ class EmulatedRun:
     extras: dict = dataclasses.field(default_factory=dict)
 
 
-def run_seeds(config: Config, loss_fn: Callable | None = None,
+def run_seeds(config: Resolved, loss_fn: Callable | None = None,
               on_progress: Callable[[int], None] | None = None,
               block: int | None = None,
               should_stop: Callable[[], Any] | None = None) -> EmulatedRun:
@@ -190,7 +190,7 @@ class Sweep:
                           for r, e in zip(rr, ee)] for rr, ee in zip(ret, self.episodes)])
 
 
-def sweep(config: Config, models: Sequence[str], seeds: Sequence[int], threshold: float,
+def sweep(config: Resolved, models: Sequence[str], seeds: Sequence[int], threshold: float,
           window: int = 10_000, chunk_steps: int = 50_000, stop_when_reached: bool = True,
           on_progress: Callable[[int], None] | None = None) -> Sweep:
     """Every (staleness model, seed) pair of a resolved ``config``, one batch per block size;

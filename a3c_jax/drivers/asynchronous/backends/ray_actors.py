@@ -25,7 +25,7 @@ import time
 
 import numpy as np
 
-from a3c_jax.config.schema import Config
+from a3c_jax.config.schema import Resolved
 from a3c_jax.core.optim import OptSpec
 from a3c_jax.drivers.records import UpdateRecord
 from a3c_jax.drivers.asynchronous.store_state import (build_worker, restore_store, store_state,
@@ -39,7 +39,7 @@ class ParameterServer:
     """The shared store behind an actor; every method is one remote call."""
 
     def __init__(self, params: np.ndarray, config_dict: dict, with_target: bool):
-        self.config = Config.from_dict(config_dict)  # resolved by the driver
+        self.config = Resolved.from_dict(config_dict)
         self.store = SharedStore(params, OptSpec.from_config(self.config),
                                  self.config.store_mode, with_target=with_target)
         self.local: dict[int, object] = {}
