@@ -44,7 +44,7 @@ class Args:
     """Tasks (each needs an entry in THRESHOLDS)."""
     seeds: tuple[int, ...] = (0, 1, 2)
     """Seeds per task."""
-    total_steps: int = Config.total_steps
+    total_steps: int = Config().total_steps
     """Env steps per seed."""
     set: tuple[str, ...] = ()
     """Overrides for every task, as field=value (value in JSON: 3e-3, false, "sum")."""

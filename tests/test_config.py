@@ -8,6 +8,7 @@ import re
 
 import pytest
 
+from a3c_jax.config.defaults import resolve
 from a3c_jax.config.schema import AUTO_FIELDS, Config, Resolved
 
 BAD = [
@@ -205,6 +206,10 @@ def test_help_states_every_per_method_default(name):
     from a3c_jax.config import defaults
 
     doc = _flag_help(name)
+    if name == "combine":   # by segments, not by method family
+        for segments, combine in defaults.COMBINE_OF_SEGMENTS.items():
+            assert f"{combine} with {segments}" in doc, doc
+        return
     numbers = {float(x) for x in re.findall(r"(?<![\w.])\d[\d_]*(?:\.\d+)?(?:e-?\d+)?", doc)}
     for row in _USED_IN.get(name, _AC + ("value",)):
         value = defaults.AUTO_DEFAULTS[row][name]
@@ -212,3 +217,29 @@ def test_help_states_every_per_method_default(name):
             assert _BOOL_WORDS[name][value] in doc, (name, row, value)
         else:
             assert float(value) in numbers, (name, row, value, doc)
+
+
+def test_until_terminal_segments_combine_as_the_paper_by_default():
+    """The paper's segments without --combine take its rule (sum: every step of every update
+    weighs alike); fixed segments keep step-mean; an explicit choice is kept."""
+    assert resolve(Config(segments="until-terminal")).combine == "sum"
+    assert resolve(Config(algo="a3c", segments="until-terminal")).combine == "sum"
+    assert resolve(Config()).combine == "step-mean"
+    assert resolve(Config(segments="until-terminal", combine="step-mean")).combine == "step-mean"
+
+
+@pytest.mark.parametrize("backend", ["processes", "ray", "emulated"])
+def test_a2c_refuses_an_asynchronous_backend(backend):
+    with pytest.raises(ValueError, match=f"^backend {backend} runs asynchronous workers"):
+        Config(algo="a2c", backend=backend).validate()
+
+
+def test_a2c_records_the_backend_that_ran():
+    """a2c always runs the synchronous driver: its resolved config says so."""
+    assert resolve(Config(algo="a2c")).backend == "sync"
+    assert resolve(Config(algo="a3c")).backend == "threads"
+
+
+def test_until_terminal_segments_are_refused_for_ale_games():
+    with pytest.raises(ValueError, match="^segments until-terminal is not available for ALE"):
+        Config(env="ALE/Pong-v5", segments="until-terminal").validate()

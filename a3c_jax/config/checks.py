@@ -105,7 +105,7 @@ def check_method_options(config) -> None:
     if config.segments not in SEGMENTS:
         raise ValueError(f"segments must be one of {', '.join(SEGMENTS)}, got "
                          f"{config.segments!r}")
-    if config.combine not in COMBINES:
+    if config.combine is not None and config.combine not in COMBINES:
         raise ValueError(f"combine must be one of {', '.join(COMBINES)}, got "
                          f"{config.combine!r}")
     if config.algo in VALUE_ALGOS:
@@ -122,6 +122,15 @@ def check_method_options(config) -> None:
     if config.segments == "until-terminal" and config.backend == "emulated":
         raise ValueError("segments until-terminal: the emulated backend counts t_max * E env "
                          "steps per update; use fixed segments there")
+    if config.segments == "until-terminal" and config.env.startswith("ALE/"):
+        # The unroll steps every environment t_max times and discards what follows a
+        # segment's end; an ALE game is a side-effecting foreign call, so it would go on
+        # playing past the end the learner saw (lives lost that no transition records).
+        raise ValueError("segments until-terminal is not available for ALE games (the games "
+                         "would be advanced past each segment's end); use fixed segments")
+    if config.algo == "a2c" and config.backend in ("processes", "ray", "emulated"):
+        raise ValueError(f"backend {config.backend} runs asynchronous workers; a2c is the "
+                         "synchronous method (a3c is its asynchronous form)")
 
 
 def check_run_options(config) -> None:

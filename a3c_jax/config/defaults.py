@@ -63,7 +63,10 @@ AUTO_DEFAULTS: dict[str, dict[str, Any]] = {
 }
 """Values of the auto fields per method family and action space (``resolve``)."""
 
-assert set(AUTO_FIELDS) == set(AUTO_DEFAULTS["discrete"])
+COMBINE_OF_SEGMENTS = {"fixed": "step-mean", "until-terminal": "sum"}
+"""The auto ``combine`` of each kind of segment (``Config.combine``'s docstring says why)."""
+
+assert set(AUTO_FIELDS) == set(AUTO_DEFAULTS["discrete"]) | {"combine"}
 
 
 def defaults_key(config: Config, discrete: bool) -> str:
@@ -94,8 +97,11 @@ def resolve(config: Config, env: Any = None) -> Resolved:
             from a3c_jax.core import envs  # local: keeps config import light
 
             discrete = envs.is_discrete(config.env)
-        table = AUTO_DEFAULTS[defaults_key(config, discrete)]
+        table = {**AUTO_DEFAULTS[defaults_key(config, discrete)],
+                 "combine": COMBINE_OF_SEGMENTS[config.segments]}
         config = config.replace(**{name: table[name] for name in missing})
+    if config.algo == "a2c":
+        config = config.replace(backend="sync")   # what runs, whatever the default said
     return Resolved(**{name: getattr(config, name) for name in GROUPS})
 
 

@@ -73,9 +73,11 @@ class Algorithm:
     segments: Segments = "fixed"
     """fixed (t_max steps of every env, across episode ends; ours) or until-terminal (the
     paper's: at t_max or the episode's end; sync: total_steps // (t_max N) updates)."""
-    combine: Combine = "step-mean"
+    combine: Combine | None = None
     """How the loss combines an update's N segments (sync envs, or a worker's E): step-mean
-    (sum / sum_n T_n; ours), sum (the paper's accumulated gradient) or env-mean."""
+    (sum / sum_n T_n; ours), sum (the paper's accumulated gradient) or env-mean. None (auto):
+    sum with until-terminal segments (the paper's rule: with segments of varying length only
+    the sum weighs every step of every update alike), step-mean with fixed segments."""
     gamma: float | None = None
     """Discount factor; None (auto): 0.99 for discrete actions, 0.95 for continuous
     ones."""
@@ -220,5 +222,5 @@ FIELD_NAMES: tuple[str, ...] = tuple(GROUP_OF)
 """Every field of ``Config``, flat, group by group."""
 
 AUTO_FIELDS = ("lr", "gamma", "entropy_coef", "obs_norm", "reward_scale", "reward_norm",
-               "shared_torso", "target_interval", "eps_anneal_steps")
+               "shared_torso", "target_interval", "eps_anneal_steps", "combine")
 """Fields whose ``None`` means "auto": ``a3c_jax.config.defaults.resolve`` fills them."""

@@ -158,6 +158,7 @@ class Resolved(Config):
         shared_torso: bool
         target_interval: int
         eps_anneal_steps: int
+        combine: str
 
     def __init__(self, **values: Any):
         super().__init__(**values)
