@@ -319,3 +319,18 @@ def test_multi_run_commands_check_every_run_directory_before_the_first_trains(tm
 def test_validate_names_a_bad_run_option(field, value):
     with pytest.raises(ValueError, match=f"^{field} must be"):
         TINY.replace(**{field: value}).validate()
+
+
+def test_resume_of_a_completed_run_says_so_and_trains_nothing(tmp_path, capsys):
+    from a3c_jax.commands import train
+
+    out = tmp_path / "run"
+    run(TINY.replace(out=str(out)))
+    before = (out / "metrics.csv").read_text()
+    argv = ["--resume", "--out", str(out)]
+    assert train.main(argv) == 0
+    assert "already complete" in capsys.readouterr().out
+    assert (out / "metrics.csv").read_text() == before
+    assert rundir.already_complete(TINY.replace(out=str(out), resume=True))
+    assert not rundir.already_complete(
+        TINY.replace(out=str(out), resume=True, total_steps=2 * TINY.total_steps))

@@ -27,6 +27,10 @@ def main(argv: list[str] | None = None) -> int:
     if config.resume:   # the run's own config; the flags given here change it
         config = cli.parse_config(argv, description=__doc__,
                                   defaults=rundir.resume_defaults(config))
+    if rundir.already_complete(config):   # nothing to train: say so rather than compile
+        print(f"{config.out}: already complete ({config.total_steps} env steps per seed); "
+              "give a larger --total-steps to continue it")
+        return 0
     try:
         result = run(config)
     except InvalidInput as err:   # found before any work: nothing compiled or written

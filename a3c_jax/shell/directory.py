@@ -180,6 +180,16 @@ def _prepare(config: Config, loss_fn, write: bool, subscribers) -> "RunDir":
     return RunDir(config, out, entries, subscribers)
 
 
+def already_complete(config: Config) -> bool:
+    """Whether ``config`` resumes a run that completed its budget: run.json says completed, for
+    at least ``config.total_steps`` env steps, so there is nothing left to train."""
+    if not config.resume:
+        return False
+    info = runinfo.read(config.out)
+    return (info.get("status") == "completed"
+            and config.total_steps <= int(info.get("total_steps") or 0))
+
+
 def resume_defaults(config: Config) -> Config:
     """The defaults a ``--resume`` command line is parsed against: the config of the run at
     ``config.out`` (unchanged ``config`` when there is none; ``prepare`` then says so)."""
