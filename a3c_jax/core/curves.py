@@ -1,15 +1,16 @@
 """Curve statistics: the rows a run logs, smoothed returns, and env steps to a threshold.
 
 ``METRIC_COLUMNS`` are the columns of ``metrics.csv`` (one row per logged interval per seed,
-the same for every driver); ``UPDATE_COLUMNS`` those of ``updates.csv`` (one row per
-asynchronous update). The statistics are plain numpy on one seed's rows or records, shared by
-the drivers' early stop, the run shell's summaries and the analysis tools.
+the same for every driver), built by ``metrics_row`` from the sums over the updates a row
+covers (``RowSums``); ``UPDATE_COLUMNS`` those of ``updates.csv`` (one row per asynchronous
+update). The statistics are plain numpy on one seed's rows or records, shared by the drivers'
+early stop, the run shell's summaries and the analysis tools.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from typing import NamedTuple, Sequence
 
 import numpy as np
 
@@ -17,6 +18,35 @@ METRIC_COLUMNS = ("algo", "seed", "env_steps", "wall_time_s", "episode_return", 
                   "policy_loss", "value_loss", "entropy", "total_loss", "staleness")
 UPDATE_COLUMNS = ("seed", "worker", "update", "env_steps", "wall_time_s", "version_read",
                   "version_written", "staleness", "return_sum", "episodes")
+
+
+class RowSums(NamedTuple):
+    """Sums over the updates one metrics.csv row covers (an update with no finished episode
+    adds 0 to ``episodes`` and ``return_sum``)."""
+
+    updates: float
+    episodes: float       # episodes completed
+    return_sum: float     # sum of their returns
+    policy_loss: float
+    value_loss: float
+    entropy: float
+    total_loss: float
+    staleness: float = 0.0   # 0 on the synchronous driver
+
+
+def metrics_row(algo: str, seed: int, env_steps: int, wall_time_s: float, sums: RowSums
+                ) -> dict:
+    """One metrics.csv row, the same for every driver: ``episode_return = return_sum /
+    episodes`` (NaN when no episode completed), ``episodes`` rounded to an integer, and each
+    loss and the staleness as its mean per update (``sum / updates``)."""
+    n, ep = float(sums.updates), float(sums.episodes)
+    return {"algo": algo, "seed": seed, "env_steps": int(env_steps),
+            "wall_time_s": float(wall_time_s),
+            "episode_return": float(sums.return_sum) / ep if ep else float("nan"),
+            "episodes": int(round(ep)),
+            "policy_loss": float(sums.policy_loss) / n, "value_loss": float(sums.value_loss) / n,
+            "entropy": float(sums.entropy) / n, "total_loss": float(sums.total_loss) / n,
+            "staleness": float(sums.staleness) / n}
 
 
 def aggregate(rows: Sequence[dict], key: str = "episode_return", weight: str = "episodes"

@@ -17,7 +17,10 @@ import heapq
 import math
 from typing import Callable
 
-import numpy as np
+from a3c_jax.core import curves
+
+SUMMED = curves.RowSums._fields[1:]
+"""The fields of ``curves.RowSums`` a row sums over its records (all but the update count)."""
 
 
 class RowBuilder:
@@ -46,19 +49,9 @@ class RowBuilder:
         rs, self.current = self.current, []
         if not rs:
             return None
-        n = sum(r.episodes for r in rs)
-        return {
-            "algo": self.label, "seed": self.seed,
-            "env_steps": max(r.env_steps for r in rs),
-            "wall_time_s": max(r.wall_time_s for r in rs),
-            "episode_return": sum(r.return_sum for r in rs) / n if n else float("nan"),
-            "episodes": int(n),
-            "policy_loss": float(np.mean([r.policy_loss for r in rs])),
-            "value_loss": float(np.mean([r.value_loss for r in rs])),
-            "entropy": float(np.mean([r.entropy for r in rs])),
-            "total_loss": float(np.mean([r.total_loss for r in rs])),
-            "staleness": float(np.mean([r.staleness for r in rs])),
-        }
+        sums = curves.RowSums(len(rs), *(sum(getattr(r, f) for r in rs) for f in SUMMED))
+        return curves.metrics_row(self.label, self.seed, max(r.env_steps for r in rs),
+                                  max(r.wall_time_s for r in rs), sums)
 
 
 def bin_records(builder: RowBuilder, records) -> list[dict]:

@@ -3,8 +3,8 @@
 * An asynchronous worker appends one ``UpdateRecord`` per write to the store; ``rows_from_
   records`` bins them by global env steps into ``metrics.csv`` rows, ``update_rows`` gives
   ``updates.csv``.
-* The synchronous driver returns ``sync.UpdateMetrics`` per update; ``row_from_chunk`` turns a
-  chunk of them into one row of the same schema.
+* The synchronous driver's rows (``a3c_jax.shell.synchronous``) have the same schema: every
+  row is ``curves.metrics_row`` of the sums over the updates it covers.
 * ``StopMonitor`` is the early stop of every driver: the episode-weighted mean return over the
   last ``window`` env steps, exact, fed in env-step order; ``RecordsMonitor`` feeds it from
   records that arrive out of order from several workers.
@@ -64,25 +64,6 @@ def rows_from_records(config: Config, seed: int, records: list[UpdateRecord]) ->
     ``log_interval`` env steps, or sooner when ``log_seconds`` of training time have passed
     (``binning.RowBuilder``)."""
     return binning.bin_records(row_builder(config, seed), records)
-
-
-def row_from_chunk(config: Config, seed: int, metrics, i: int, wall: float) -> dict:
-    """One metrics.csv row from a chunk of sync ``UpdateMetrics`` ([seeds, updates]) for the
-    ``i``-th seed of the chunk."""
-    ep = np.asarray(metrics.episodes[i], np.float64)
-    ret = np.asarray(metrics.episode_return[i], np.float64)
-    n = ep.sum()
-    return {
-        "algo": row_label(config), "seed": seed, "env_steps": int(metrics.env_steps[i][-1]),
-        "wall_time_s": wall,
-        "episode_return": float(np.nansum(np.nan_to_num(ret) * ep) / n) if n else float("nan"),
-        "episodes": int(n),
-        "policy_loss": float(np.mean(metrics.policy_loss[i])),
-        "value_loss": float(np.mean(metrics.value_loss[i])),
-        "entropy": float(np.mean(metrics.entropy[i])),
-        "total_loss": float(np.mean(metrics.total_loss[i])),
-        "staleness": 0.0,
-    }
 
 
 def update_rows(seed: int, records: list[UpdateRecord]) -> list[dict]:
