@@ -49,6 +49,24 @@ def metrics_row(algo: str, seed: int, env_steps: int, wall_time_s: float, sums: 
             "staleness": float(sums.staleness) / n}
 
 
+FINAL_FRAC = 0.1
+"""The final return of a curve averages its last 10% of env steps."""
+
+
+def _cell(value) -> float:
+    """A row's value as a float; a blank cell (as a CSV gives it) is NaN."""
+    return float("nan") if value in ("", None) else float(value)
+
+
+def row_arrays(rows: Sequence[dict]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(env_steps, episode_return, episodes) of one seed's metrics rows as float64 [rows]
+    arrays, in env-step order (stable); a blank return is NaN, blank episodes 0."""
+    rows = sorted(rows, key=lambda r: float(r["env_steps"]))
+    return (np.array([float(r["env_steps"]) for r in rows], np.float64),
+            np.array([_cell(r["episode_return"]) for r in rows], np.float64),
+            np.nan_to_num(np.array([_cell(r["episodes"]) for r in rows], np.float64)))
+
+
 def aggregate(rows: Sequence[dict], key: str = "episode_return", weight: str = "episodes"
               ) -> float:
     """Episode-weighted mean of ``key`` over rows; NaN when no episode completed."""
@@ -79,10 +97,33 @@ def smoothed_returns(env_steps: np.ndarray, episode_return: np.ndarray, episodes
         return np.where(den > 0, num / np.maximum(den, 1e-12), np.nan)
 
 
+def threshold_index(smoothed: np.ndarray, threshold: float) -> int | None:
+    """Index of the first entry of ``smoothed`` at or above ``threshold`` (a NaN entry, no
+    episode yet, never is); None if none is."""
+    hit = np.nonzero(np.nan_to_num(np.asarray(smoothed, np.float64), nan=-np.inf)
+                     >= threshold)[0]
+    return int(hit[0]) if len(hit) else None
+
+
 def steps_to_threshold(env_steps: np.ndarray, smoothed: np.ndarray, threshold: float) -> float:
     """First env step at which the smoothed return reaches ``threshold``; NaN if never."""
-    hit = np.nonzero(np.nan_to_num(smoothed, nan=-np.inf) >= threshold)[0]
-    return float(np.asarray(env_steps)[hit[0]]) if len(hit) else float("nan")
+    i = threshold_index(smoothed, threshold)
+    return float(np.asarray(env_steps)[i]) if i is not None else float("nan")
+
+
+def final_return(env_steps, episode_return, episodes, frac: float = FINAL_FRAC) -> float:
+    """Episode-weighted mean return over the last ``frac`` of a curve's env steps (in env-step
+    order; at least the last entry): ``sum(R_i n_i) / sum(n_i)`` over the entries with
+    ``env_steps > (1 - frac) max(env_steps)``; NaN when no episode completed there."""
+    env_steps = np.asarray(env_steps, np.float64)
+    ret = np.nan_to_num(np.asarray(episode_return, np.float64))
+    eps = np.nan_to_num(np.asarray(episodes, np.float64))
+    if env_steps.size == 0:
+        return float("nan")
+    sel = env_steps > env_steps.max() * (1.0 - frac)   # a row logs the steps ending there
+    sel[-1] = True
+    n = eps[sel].sum()
+    return float((ret[sel] * eps[sel]).sum() / n) if n > 0 else float("nan")
 
 
 def updates_steps_to(update_rows: Sequence[dict], threshold: float, window_steps: int = 10_000,
