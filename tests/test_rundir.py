@@ -177,6 +177,18 @@ def test_every_driver_builds_its_row_from_the_same_sums():
     assert synchronous.seed_row("a2c", 0, tot, 0, 40, 2.6) == async_row
 
 
+def test_worker_merge_gives_the_complete_prefix_in_env_step_order():
+    per = [[], []]
+    merge = binning.WorkerMerge(per)
+    per[0] += [rec(0, 10, 0.1, 1), rec(0, 30, 0.3, 3)]
+    assert [r.env_steps for r in merge.take()] == [10, 30]
+    assert merge.ordered() == []            # worker 1 may still report a step below 10
+    per[1].append(rec(1, 20, 0.2, 2))
+    assert [r.env_steps for r in merge.take()] == [20]
+    assert [r.env_steps for r in merge.ordered()] == [10, 20]   # 30 waits for worker 1
+    assert [r.env_steps for r in merge.ordered(final=True)] == [30]
+
+
 def test_streamed_rows_equal_rows_binned_afterwards():
     rng = random.Random(0)
     per = [[], [], []]

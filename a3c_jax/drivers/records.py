@@ -13,7 +13,6 @@
 from __future__ import annotations
 
 import collections
-import heapq
 from typing import NamedTuple
 
 import numpy as np
@@ -118,29 +117,19 @@ class StopMonitor:
 class RecordsMonitor:
     """``StopMonitor`` over the records the workers report (per-worker lists).
 
-    Workers report out of env-step order, so the monitor only consumes the complete prefix:
-    records up to the smallest "last reported env step" over the workers (each worker's own
-    records arrive in increasing env-step order, so nothing at or below that step can still
-    come). The stop decision is therefore exactly the per-update smoothed return computed after
-    the run, never an artefact of arrival order."""
+    Workers report out of env-step order, so the monitor only consumes the complete prefix
+    (``binning.WorkerMerge``: records up to the smallest "last reported env step" over the
+    workers). The stop decision is therefore exactly the per-update smoothed return computed
+    after the run, never an artefact of arrival order."""
 
     def __init__(self, per_worker: list[list[UpdateRecord]], threshold: float, window: int):
-        self.per_worker = per_worker
+        self.merge = binning.WorkerMerge(per_worker)
         self.monitor = StopMonitor(threshold, window)
-        self.seen = [0] * len(per_worker)
-        self.last = [0] * len(per_worker)
-        self.pending: list[tuple[int, float, float]] = []
 
     def reached(self) -> bool:
-        for w, rs in enumerate(self.per_worker):
-            n = len(rs)
-            for r in rs[self.seen[w]:n]:
-                heapq.heappush(self.pending, (r.env_steps, r.return_sum, r.episodes))
-                self.last[w] = r.env_steps
-            self.seen[w] = n
-        complete = min(self.last)
-        while self.pending and self.pending[0][0] <= complete:
-            self.monitor.add(*heapq.heappop(self.pending))
+        self.merge.take()
+        for r in self.merge.ordered():
+            self.monitor.add(r.env_steps, r.return_sum, r.episodes)
         return self.monitor.fired_at is not None
 
 
