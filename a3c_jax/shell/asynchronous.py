@@ -20,12 +20,12 @@ from __future__ import annotations
 import dataclasses
 from typing import Callable
 
-from a3c_jax.drivers import binning
-from a3c_jax.shell import checkpoints
-from a3c_jax.drivers import records as records_lib
+from a3c_jax.drivers import binning, records
+from a3c_jax.drivers.asynchronous.backends.launch import Launch
 from a3c_jax.drivers.asynchronous.store_state import ResumePoint
-from a3c_jax.shell.signals import Interrupted
 from a3c_jax.drivers.asynchronous.supervisor import train_seed
+from a3c_jax.shell import checkpoints
+from a3c_jax.shell.signals import Interrupted
 
 
 @dataclasses.dataclass
@@ -62,8 +62,8 @@ def run_seed(worker, seed: int, rd, on_progress: Callable[[int], None] | None = 
 
     per_worker: list[list] = [[] for _ in range(c.workers)]
     binner = binning.StreamBinner(
-        per_worker, records_lib.row_builder(c, seed), rd.sink.add_rows,
-        on_records=lambda rs: rd.sink.add_updates(records_lib.update_rows(seed, rs)),
+        per_worker, records.row_builder(c, seed), rd.sink.add_rows,
+        on_records=lambda rs: rd.sink.add_updates(records.update_rows(seed, rs)),
         transform=shift)
 
     def counts() -> list[int]:
@@ -77,7 +77,7 @@ def run_seed(worker, seed: int, rd, on_progress: Callable[[int], None] | None = 
                                                       stopped),
                               worker.unravel(store["params"]))})
 
-    def on_tick(running, _per_worker) -> None:
+    def on_tick(running: Launch, _per_worker) -> None:
         signum = should_stop()
         if signum is not None:
             raise Interrupted(signum)
@@ -92,6 +92,6 @@ def run_seed(worker, seed: int, rd, on_progress: Callable[[int], None] | None = 
         stopped_early = got.stopped is None and got.T < c.total_steps
         save(got.store, got.stopped is None, stopped_early)
     params = worker.unravel(got.flat_params) if got.flat_params is not None else None
-    return SeedOutcome(params, got.stopped, records_lib.staleness_summary(binner.records),
+    return SeedOutcome(params, got.stopped, records.staleness_summary(binner.records),
                        got.lost)
 
