@@ -28,8 +28,8 @@ LR_COLUMNS = ("algo", "runs", "mean final return", "median final return", "max f
               "best lr")
 
 
-def per_seed(df: pd.DataFrame, threshold: float, by: str = "method", final_frac: float = curves.FINAL_FRAC,
-             window_frac: float = 0.02) -> pd.DataFrame:
+def per_seed(df: pd.DataFrame, threshold: float, by: str = "method",
+             final_frac: float = curves.FINAL_FRAC, window_frac: float = 0.02) -> pd.DataFrame:
     """One row per (group, run, seed): final return, env steps and wall-clock seconds at which
     the smoothed return first reaches ``threshold`` (NaN if never), env steps per second."""
     df = with_smoothed(df, window_frac)

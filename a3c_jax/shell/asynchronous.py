@@ -8,7 +8,8 @@
   exactly those binning every record afterwards gives) into the run's sink, and passes every
   new record on as an ``updates.csv`` row;
 * every ``checkpoint_s`` seconds, checkpoints a lock-free snapshot of the store
-  (``a3c_jax.shell.checkpoints``; what a resume restores exactly is said in ``a3c_jax.drivers.asynchronous.store_state``).
+  (``a3c_jax.shell.checkpoints``; what a resume restores exactly is said in
+  ``a3c_jax.drivers.asynchronous.store_state``).
 
 When the seed ends (budget, early stop, interruption, failure) the rest of its records are
 binned and the store's final state is checkpointed. A resumed seed starts its store from the
@@ -37,20 +38,17 @@ class SeedOutcome:
 
 
 def resume_points(config, rd) -> dict[int, ResumePoint]:
-    """Where each seed with a checkpoint resumes (``resume.ResumedWorker``)."""
+    """Where each seed with a checkpoint resumes (``store_state.ResumedWorker``)."""
     return {s: ResumePoint(e["resumes"] + 1, e["env_steps"])
             for s in config.seeds if (e := rd.entry(s)) is not None}
 
 
-def run_seed(worker, seed: int, rd, on_progress: Callable[[int], None] | None = None,
-             loss_fn=None, should_stop: Callable[[], int | None] = lambda: None
-             ) -> SeedOutcome:
+def run_seed(worker, seed: int, rd, loss_fn=None,
+             should_stop: Callable[[], int | None] = lambda: None) -> SeedOutcome:
     """One seed of an asynchronous run (module docstring)."""
     c = worker.config
     entry = rd.entry(seed)
     if entry is not None and (entry["stopped"] or entry["env_steps"] >= c.total_steps):
-        if on_progress is not None:
-            on_progress(min(entry["env_steps"], c.total_steps))
         return SeedOutcome(worker.unravel(entry["store"]["params"]), None, {}, {})
     wall0 = entry["wall_time_s"] if entry else 0.0
     resumes = entry["resumes"] + 1 if entry else 0
@@ -85,7 +83,7 @@ def run_seed(worker, seed: int, rd, on_progress: Callable[[int], None] | None = 
         if rd.checkpoint_due():
             save(running.store_state(), False)
 
-    got = train_seed(worker, seed, on_progress, loss_fn=loss_fn, per_worker=per_worker,
+    got = train_seed(worker, seed, loss_fn=loss_fn, per_worker=per_worker,
                      on_tick=on_tick, restore=entry["store"] if entry else None)
     binner.finish()
     if got.store is not None and rd.path is not None:

@@ -1,7 +1,7 @@
 """What a run shows while it trains, and the line it ends with.
 
 ``ProgressDisplay(config)`` subscribes to a run's stream of logged rows
-(``rowsink.RowSink``): ``phase(name)`` (``"compile"`` while the program compiles, ``"train"``
+(``sink.RowSink``): ``phase(name)`` (``"compile"`` while the program compiles, ``"train"``
 once it runs), ``rows(rows)`` (new ``metrics.csv`` rows, as the drivers log them) and
 ``close()``. It tells the truth about each phase:
 

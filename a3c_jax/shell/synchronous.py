@@ -99,15 +99,14 @@ def _restore(state, entries: list[dict]):
     return checkpoints.from_host(state, leaves)
 
 
-def run_groups(trainer, rd, on_progress: Callable[[int], None] | None = None,
-               should_stop: Callable[[], bool] = lambda: False) -> tuple[dict, float, bool]:
-    """Train every group of seeds of ``trainer.config`` feeding ``rd`` (a ``rundir.RunDir``);
+def run_groups(trainer, rd, should_stop: Callable[[], bool] = lambda: False
+               ) -> tuple[dict, float, bool]:
+    """Train every group of seeds of ``trainer.config`` feeding ``rd`` (a ``directory.RunDir``);
     (final parameters per seed, compile seconds, interrupted)."""
     c = trainer.config
     spu, total = trainer.steps_per_update, trainer.num_updates
     chunk = max(records.log_interval(c) // spu, 1)
     label = records.row_label(c)
-    progress = on_progress or (lambda n: None)
     init = jax.jit(jax.vmap(trainer.init))
     advance = make_advance(trainer)
     compiled: dict[int, Callable] = {}
@@ -127,7 +126,6 @@ def run_groups(trainer, rd, on_progress: Callable[[int], None] | None = None,
         stopped = resumed and all(e["stopped"] for e in entries)
         state = trainer.shard(state, batch_axis=1)
         done = int(np.asarray(jax.device_get(state.update)).reshape(-1)[0])
-        progress(done * spu * len(group))
         if done < total and not stopped:
             t = time.perf_counter()
             if len(group) not in compiled:
@@ -161,7 +159,6 @@ def run_groups(trainer, rd, on_progress: Callable[[int], None] | None = None,
                     rate = n / max(now - t_call, 1e-6)
                     done += n
                     acc = tot if acc is None else jax.tree.map(np.add, acc, tot)
-                    progress(n * spu * len(group))
                     if (done % chunk == 0 or done == total
                             or (c.log_seconds > 0 and now - row_t >= c.log_seconds)):
                         emit(now)

@@ -10,7 +10,8 @@ stop (``records.RecordsMonitor``, exact), and turns Ctrl-C (or SIGTERM, which
 that still returns everything gathered, with the interruption beside it. ``on_tick(running,
 per_worker)`` is called at every tick while the workers run (the run shell bins the records
 that arrived and writes periodic checkpoints there); ``restore`` starts the store from a
-checkpoint (``a3c_jax.drivers.asynchronous.store_state``), and ``SeedRun.store`` is the store's final state.
+checkpoint (``a3c_jax.drivers.asynchronous.store_state``), and ``SeedRun.store`` is the
+store's final state.
 """
 
 from __future__ import annotations
