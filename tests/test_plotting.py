@@ -113,9 +113,9 @@ def test_final_return_hand_computed():
     steps = np.array([100, 200, 300, 400, 500, 600, 700, 800, 900, 1000])
     ret = np.array([1, 1, 1, 1, 1, 1, 1, 1, 10.0, 20.0])
     eps = np.array([1, 1, 1, 1, 1, 1, 1, 1, 1, 3])
-    assert analysis.final_return(steps, ret, eps, frac=0.2) == pytest.approx((10 + 60) / 4)
-    assert analysis.final_return(steps, ret, eps, frac=0.0) == pytest.approx(20.0)
-    assert np.isnan(analysis.final_return(steps, ret, np.zeros(10), frac=0.5))
+    assert curves.final_return(steps, ret, eps, frac=0.2) == pytest.approx((10 + 60) / 4)
+    assert curves.final_return(steps, ret, eps, frac=0.0) == pytest.approx(20.0)
+    assert np.isnan(curves.final_return(steps, ret, np.zeros(10), frac=0.5))
 
 
 def test_thresholds_hand_computed():
@@ -131,6 +131,53 @@ def test_thresholds_hand_computed():
     assert row["steps_to_threshold"] == 600 and row["seconds_to_threshold"] == 12
     assert row["reached"] == 1 and row["env_steps_per_s"] == pytest.approx(50.0)
     assert np.isnan(tables.summary_table(df, threshold=1e9).iloc[0]["steps_to_threshold"])
+
+
+def test_shell_and_tables_read_the_same_threshold_and_final_return():
+    """One copy of each curve statistic: the run's summary line (shell), the tables (analysis)
+    and ``curves`` agree on the same rows, blank cells (a CSV's) included."""
+    from a3c_jax.shell import progress
+
+    steps = np.arange(1, 11) * 100.0
+    ret = [1.0, "", 30.0, 20.0, 60.0, "", 70.0, 80.0, 90.0, 5.0]
+    eps = [1, 0, 2, 1, 1, "", 1, 1, 1, 3]
+    rows = [{"seed": 0, "env_steps": s, "wall_time_s": s / 50, "episode_return": r,
+             "episodes": e} for s, r, e in zip(steps, ret, eps)]
+    df = pd.DataFrame({"algo": "a2c", "seed": 0, "env_steps": steps, "wall_time_s": steps / 50,
+                       "episode_return": pd.to_numeric(pd.Series(ret), errors="coerce"),
+                       "episodes": pd.to_numeric(pd.Series(eps), errors="coerce"),
+                       "staleness": 0.0, "run": "r", "method": "m", "lr": 1e-3,
+                       "total_steps": 1000})
+    df = analysis.smoothed(df, window_steps=250)
+    seed = tables.per_seed(df, threshold=50.0).iloc[0]
+    # window of 250 steps: smoothed 1, 1, 20.3, 26.7, 35, 40, 65, 75, 80, 37 -> 50 at 700
+    assert progress.threshold_hit(rows[::-1], 50.0, 250) == (700.0, pytest.approx(14.0))
+    assert seed["steps_to_threshold"] == 700 and seed["seconds_to_threshold"] == 14
+    # the last 20% of 1000 steps: rows at 900 and 1000 -> (90 + 3 * 5) / 4
+    assert curves.final_return(*curves.row_arrays(rows[::-1]), frac=0.2) == 105 / 4
+    assert seed["final_return"] == pytest.approx(curves.final_return(
+        *curves.row_arrays(rows)))
+    assert curves.threshold_index(np.array([np.nan, 1.0, 3.0, 2.0]), 2.0) == 2
+    assert curves.threshold_index(np.array([np.nan, 1.0]), 2.0) is None
+
+
+def test_steps_median_bootstrap_counts_unreached_seeds_as_inf(tmp_path):
+    from a3c_jax.analysis import staleness
+
+    steps = [100.0, 200.0, np.nan, 300.0, np.nan]
+    med, lo, hi = staleness.bootstrap_median(steps, n_boot=500)
+    assert med == 300.0 and lo <= med and hi == np.inf
+    assert staleness.bootstrap_median(steps, n_boot=500) == (med, lo, hi)   # fixed rng
+    assert staleness.bootstrap_median([7.0]) == (7.0, 7.0, 7.0)
+    assert all(np.isnan(staleness.bootstrap_median([])))
+    # the same resampling as the analysis bands: one bootstrap, two statistics
+    x = np.array([1.0, 5.0, 2.0, 8.0, 3.0])
+    est, blo, bhi = analysis.percentile_bootstrap(x, np.median, 300, method="lower")
+    assert staleness.bootstrap_median(x, n_boot=300) == (est, blo, bhi)
+    np.testing.assert_array_equal(analysis.bootstrap_ci(x, "mean", 300),
+                                  analysis.percentile_bootstrap(x, np.mean, 300))
+    png = staleness.plot_speed(["W=1", "W=2"], [1e3, 2e3], tmp_path / "speed.png")
+    assert png.read_bytes()[:4] == PNG
 
 
 def test_comparison_figure_and_summary_files(df, tmp_path):
@@ -176,7 +223,7 @@ def test_plot_run_still_written_by_the_runner(runs):
 def _figures(monkeypatch) -> list:
     """Keep the figures ``plotting`` would save, open, instead of saving them."""
     figs = []
-    monkeypatch.setattr(plotting, "_save", lambda fig, path: figs.append(fig) or fig)
+    monkeypatch.setattr(plotting, "save_figure", lambda fig, path: figs.append(fig) or fig)
     return figs
 
 

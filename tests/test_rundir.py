@@ -190,6 +190,41 @@ def test_rows_close_by_env_steps_or_by_time():
     assert [r["episode_return"] for r in by_time][:2] == [5.0, 7.0]
 
 
+def test_every_driver_builds_its_row_from_the_same_sums():
+    import numpy as np
+
+    from a3c_jax.core import curves
+    from a3c_jax.shell import synchronous
+
+    row = curves.metrics_row("a3c", 3, 40, 2.5, curves.RowSums(4, 2.0, 12.0, 1.0, 2.0, 0.4,
+                                                                3.0, 6.0))
+    assert row == {"algo": "a3c", "seed": 3, "env_steps": 40, "wall_time_s": 2.5,
+                   "episode_return": 6.0, "episodes": 2, "policy_loss": 0.25,
+                   "value_loss": 0.5, "entropy": 0.1, "total_loss": 0.75, "staleness": 1.5}
+    assert tuple(row) == curves.METRIC_COLUMNS
+    none = curves.metrics_row("a2c", 0, 8, 0.1, curves.RowSums(2, 0.0, 0.0, 1, 1, 1, 1))
+    assert none["episodes"] == 0 and none["staleness"] == 0.0
+    assert none["episode_return"] != none["episode_return"]   # NaN without an episode
+    # four asynchronous records and the synchronous driver's sums of the same four updates
+    rs = [rec(0, 10, 0.1, 1, 5.0, 1), rec(0, 20, 0.2, 2), rec(0, 30, 2.5, 3, 7.0, 1),
+          rec(0, 40, 2.6, 4)]
+    async_row = binning.bin_records(binning.RowBuilder("a2c", 0, 100), rs)[0]
+    tot = synchronous.Totals(*(np.array([v]) for v in (4, 2, 12.0, 4.0, 8.0, 2.0, 12.0)))
+    assert synchronous.seed_row("a2c", 0, tot, 0, 40, 2.6) == async_row
+
+
+def test_worker_merge_gives_the_complete_prefix_in_env_step_order():
+    per = [[], []]
+    merge = binning.WorkerMerge(per)
+    per[0] += [rec(0, 10, 0.1, 1), rec(0, 30, 0.3, 3)]
+    assert [r.env_steps for r in merge.take()] == [10, 30]
+    assert merge.ordered() == []            # worker 1 may still report a step below 10
+    per[1].append(rec(1, 20, 0.2, 2))
+    assert [r.env_steps for r in merge.take()] == [20]
+    assert [r.env_steps for r in merge.ordered()] == [10, 20]   # 30 waits for worker 1
+    assert [r.env_steps for r in merge.ordered(final=True)] == [30]
+
+
 def test_streamed_rows_equal_rows_binned_afterwards():
     rng = random.Random(0)
     per = [[], [], []]

@@ -1,11 +1,12 @@
 """Learning curves as data: run directories read into one tidy table, smoothing, a common grid,
-seed aggregates with percentile-bootstrap bands, and the final return of a curve.
+seed aggregates with percentile-bootstrap bands (the one bootstrap of the analysis tools).
 
 ``load_runs`` reads run directories (config.json and metrics.csv) into one DataFrame, one row
 per metrics.csv row. Curves are smoothed per (run, seed) on the env-step axis, then interpolated
 onto a common grid of env steps or of wall-clock seconds, and aggregated over seeds (mean or
 IQM) only where every seed has a value, so a band never mixes seeds that stopped with seeds
-still running. The bootstrap uses a fixed rng, so tables and figures are reproducible.
+still running. The bootstrap uses a fixed rng, so tables and figures are reproducible. The
+final return of a curve is ``curves.final_return`` (also importable from here).
 
 Tables built from these (summaries, speedups) are in ``tables``; figures in ``plotting``.
 """
@@ -15,12 +16,13 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import pandas as pd
 
 from a3c_jax.core import curves
+from a3c_jax.core.curves import final_return  # noqa: F401 - the commands' name for it
 
 RUN_COLUMNS = ("run", "run_dir", "method", "env", "workers", "envs_per_worker", "num_envs",
                "total_envs", "lr", "t_max", "total_steps")
@@ -160,24 +162,33 @@ def _stat(values: np.ndarray, stat: str, axis: int) -> np.ndarray:
     raise ValueError(f"stat must be one of {STATS}, got {stat!r}")
 
 
-def bootstrap_ci(values, stat: str = "mean", n_boot: int = 2000, ci: float = 0.95,
-                 seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def percentile_bootstrap(values, statistic: Callable[[np.ndarray, int], np.ndarray],
+                         n_boot: int = 2000, ci: float = 0.95, seed: int = 0,
+                         method: str = "linear") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Percentile bootstrap over seeds (axis 0), with a fixed rng.
 
-    ``values``: [num_seeds] or [num_seeds, num_points]. Returns (estimate, lo, hi), each of
-    shape ``values.shape[1:]``. With one seed the band collapses onto the estimate.
+    ``values``: [num_seeds] or [num_seeds, num_points]; ``statistic(x, axis)`` reduces an axis
+    of seeds. The estimate is the statistic of ``values``; (lo, hi) the ``(1 - ci) / 2`` and
+    ``(1 + ci) / 2`` quantiles (numpy's quantile ``method``) of the statistic over ``n_boot``
+    resamples of the seeds with replacement. Each has shape ``values.shape[1:]``; with one seed
+    the band collapses onto the estimate.
     """
     values = np.asarray(values, np.float64)
-    estimate = _stat(values, stat, axis=0)
+    estimate = statistic(values, 0)
     n = values.shape[0]
     if n < 2:
         return estimate, estimate.copy(), estimate.copy()
-    rng = np.random.default_rng(seed)
-    idx = rng.integers(0, n, size=(n_boot, n))
-    boot = _stat(values[idx], stat, axis=1)            # [n_boot, ...]
+    idx = np.random.default_rng(seed).integers(0, n, size=(n_boot, n))
+    boot = statistic(values[idx], 1)                   # [n_boot, ...]
     alpha = (1.0 - ci) / 2.0
-    lo, hi = np.quantile(boot, [alpha, 1.0 - alpha], axis=0)
+    lo, hi = np.quantile(boot, [alpha, 1.0 - alpha], axis=0, method=method)
     return estimate, lo, hi
+
+
+def bootstrap_ci(values, stat: str = "mean", n_boot: int = 2000, ci: float = 0.95,
+                 seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``percentile_bootstrap`` of the mean or the IQM (``stat``, one of ``STATS``)."""
+    return percentile_bootstrap(values, lambda x, axis: _stat(x, stat, axis), n_boot, ci, seed)
 
 
 def aggregate_curves(curves: pd.DataFrame, x: str = "env_steps", y: str = "smoothed",
@@ -199,21 +210,6 @@ def aggregate_curves(curves: pd.DataFrame, x: str = "env_steps", y: str = "smoot
     if not parts:
         return pd.DataFrame(columns=[by, x, "estimate", "lo", "hi", "n"])
     return pd.concat(parts, ignore_index=True)
-
-
-def final_return(env_steps, episode_return, episodes, frac: float = 0.1) -> float:
-    """Episode-weighted mean return over the last ``frac`` of a curve's env steps (at least the
-    last row); NaN when no episode completed there."""
-    env_steps = np.asarray(env_steps, np.float64)
-    ret = np.nan_to_num(np.asarray(episode_return, np.float64))
-    eps = np.nan_to_num(np.asarray(episodes, np.float64))
-    if env_steps.size == 0:
-        return float("nan")
-    start = env_steps.max() * (1.0 - frac)
-    sel = env_steps > start       # a row logs the steps that end at its env_steps
-    sel[-1] = True
-    n = eps[sel].sum()
-    return float((ret[sel] * eps[sel]).sum() / n) if n > 0 else float("nan")
 
 
 def seeds_label(n: int) -> str:

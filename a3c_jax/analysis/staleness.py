@@ -26,7 +26,8 @@ import pandas as pd  # noqa: E402
 
 from matplotlib.ticker import FuncFormatter  # noqa: E402
 
-from a3c_jax.analysis import runs as analysis, figures as plotting, tables  # noqa: E402
+from a3c_jax.analysis import runs, tables  # noqa: E402
+from a3c_jax.shell.figure import save_figure  # noqa: E402
 
 _K = FuncFormatter(lambda v, _: f"{v / 1e3:g}k" if v else "0")
 
@@ -43,14 +44,10 @@ def bootstrap_median(steps, n_boot: int = 2000, ci: float = 0.95, seed: int = 0
     x = censored(steps)
     if x.size == 0:
         return math.nan, math.nan, math.nan
-    est = float(np.median(x))
-    if x.size < 2:
-        return est, est, est
-    idx = np.random.default_rng(seed).integers(0, x.size, (n_boot, x.size))
-    boot = np.median(x[idx], axis=1)
-    alpha = (1.0 - ci) / 2.0
-    lo, hi = np.quantile(boot, [alpha, 1.0 - alpha], method="lower")
-    return est, float(lo), float(hi)
+    # the "lower" quantile keeps a bound on a resampled median exact: no interpolation
+    # between a reached seed and an unreached one (+inf)
+    est, lo, hi = runs.percentile_bootstrap(x, np.median, n_boot, ci, seed, method="lower")
+    return float(est), float(lo), float(hi)
 
 
 def compare(a, b) -> dict:
@@ -113,7 +110,7 @@ def _curve_band(env_steps: np.ndarray, smoothed: np.ndarray, points: int = 300):
     est = np.full(idx.size, np.nan)
     lo, hi = est.copy(), est.copy()
     if full.any():
-        est[full], lo[full], hi[full] = analysis.bootstrap_ci(vals[:, full])
+        est[full], lo[full], hi[full] = runs.bootstrap_ci(vals[:, full])
     return env_steps[idx], est, lo, hi
 
 
@@ -150,7 +147,7 @@ def plot_sweep(env_steps: np.ndarray, smoothed: np.ndarray, labels: Sequence[str
         a.grid(alpha=0.3)
     fig.suptitle(title)
     fig.tight_layout()
-    return plotting._save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_validation(samples: dict[str, Sequence[float]], trace: np.ndarray, threshold: float,
@@ -176,7 +173,7 @@ def plot_validation(samples: dict[str, Sequence[float]], trace: np.ndarray, thre
         a.grid(alpha=0.3)
     fig.suptitle(title)
     fig.tight_layout()
-    return plotting._save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_speed(labels: Sequence[str], rates: Sequence[float], path: str | os.PathLike,
@@ -193,4 +190,4 @@ def plot_speed(labels: Sequence[str], rates: Sequence[float], path: str | os.Pat
     ax.set(xlabel="env steps per second (log scale)", title=title)
     ax.grid(alpha=0.3, axis="x")
     fig.tight_layout()
-    return plotting._save(fig, path)
+    return save_figure(fig, path)

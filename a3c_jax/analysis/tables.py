@@ -16,8 +16,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from a3c_jax.shell import files as runlog
-from a3c_jax.analysis.runs import CURVE_KEY, bootstrap_ci, final_return, with_smoothed
+from a3c_jax.core import curves
+from a3c_jax.shell import files
+from a3c_jax.analysis.runs import CURVE_KEY, bootstrap_ci, with_smoothed
 
 SUMMARY_COLUMNS = ("method", "algo", "env", "workers", "envs_per_worker", "total_envs", "lr",
                    "seeds", "final_return", "final_return_lo", "final_return_hi",
@@ -27,25 +28,25 @@ LR_COLUMNS = ("algo", "runs", "mean final return", "median final return", "max f
               "best lr")
 
 
-def per_seed(df: pd.DataFrame, threshold: float, by: str = "method", final_frac: float = 0.1,
-             window_frac: float = 0.02) -> pd.DataFrame:
+def per_seed(df: pd.DataFrame, threshold: float, by: str = "method",
+             final_frac: float = curves.FINAL_FRAC, window_frac: float = 0.02) -> pd.DataFrame:
     """One row per (group, run, seed): final return, env steps and wall-clock seconds at which
     the smoothed return first reaches ``threshold`` (NaN if never), env steps per second."""
     df = with_smoothed(df, window_frac)
     rows = []
     for (label, run_dir, seed), g in df.groupby([by] + CURVE_KEY, sort=True):
         g = g.sort_values("env_steps")
-        sm = np.nan_to_num(g["smoothed"].to_numpy(np.float64), nan=-np.inf)
-        hit = np.nonzero(sm >= threshold)[0]
+        hit = curves.threshold_index(g["smoothed"].to_numpy(np.float64), threshold)
         last = g.iloc[-1]
         wall = float(last["wall_time_s"])
         rows.append({
             by: label, "run": last.get("run", Path(run_dir).name), "run_dir": run_dir,
             "seed": int(seed), "algo": last["algo"], "lr": float(last["lr"]),
-            "final_return": final_return(g["env_steps"], g["episode_return"], g["episodes"],
-                                         final_frac),
-            "steps_to_threshold": float(g["env_steps"].iloc[hit[0]]) if len(hit) else np.nan,
-            "seconds_to_threshold": float(g["wall_time_s"].iloc[hit[0]]) if len(hit) else np.nan,
+            "final_return": curves.final_return(g["env_steps"], g["episode_return"],
+                                                g["episodes"], final_frac),
+            "steps_to_threshold": np.nan if hit is None else float(g["env_steps"].iloc[hit]),
+            "seconds_to_threshold": (np.nan if hit is None
+                                     else float(g["wall_time_s"].iloc[hit])),
             "env_steps": float(last["env_steps"]), "wall_time_s": wall,
             "env_steps_per_s": float(last["env_steps"]) / wall if wall > 0 else np.nan,
             "staleness": float(np.nanmean(g["staleness"])) if g["staleness"].notna().any()
@@ -55,7 +56,7 @@ def per_seed(df: pd.DataFrame, threshold: float, by: str = "method", final_frac:
 
 
 def summary_table(df: pd.DataFrame, threshold: float = 475.0, stat: str = "mean",
-                  by: str = "method", final_frac: float = 0.1, n_boot: int = 2000,
+                  by: str = "method", final_frac: float = curves.FINAL_FRAC, n_boot: int = 2000,
                   ci: float = 0.95, window_frac: float = 0.02) -> pd.DataFrame:
     """Per group: final return (``stat`` over seeds with a bootstrapped ``ci`` interval), how
     many seeds reached ``threshold`` (smoothed), mean env steps and wall-clock seconds to reach
@@ -206,10 +207,10 @@ def write_summary(table: pd.DataFrame, out_dir: str | os.PathLike, name: str = "
     """Write ``{name}.csv`` (every column) and ``{name}.md`` (readable) atomically."""
     out_dir = Path(out_dir)
     csv_path, md_path = out_dir / f"{name}.csv", out_dir / f"{name}.md"
-    runlog.atomic_write_text(csv_path, table.to_csv(index=False))
+    files.atomic_write_text(csv_path, table.to_csv(index=False))
     note = ("Final return: mean episode return over the last 10% of env steps per seed, "
             "aggregated over seeds with a bootstrapped 95% CI. Steps and seconds to the "
             "threshold: first logged point where the smoothed return reaches it, averaged over "
             "the seeds that did (— if none). Seconds count from the end of compilation.\n")
-    runlog.atomic_write_text(md_path, summary_markdown(table) + "\n" + note)
+    files.atomic_write_text(md_path, summary_markdown(table) + "\n" + note)
     return csv_path, md_path

@@ -1,15 +1,16 @@
 """Curve statistics: the rows a run logs, smoothed returns, and env steps to a threshold.
 
 ``METRIC_COLUMNS`` are the columns of ``metrics.csv`` (one row per logged interval per seed,
-the same for every driver); ``UPDATE_COLUMNS`` those of ``updates.csv`` (one row per
-asynchronous update). The statistics are plain numpy on one seed's rows or records, shared by
-the drivers' early stop, the run shell's summaries and the analysis tools.
+the same for every driver), built by ``metrics_row`` from the sums over the updates a row
+covers (``RowSums``); ``UPDATE_COLUMNS`` those of ``updates.csv`` (one row per asynchronous
+update). The statistics are plain numpy on one seed's rows or records, shared by the drivers'
+early stop, the run shell's summaries and the analysis tools.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from typing import NamedTuple, Sequence
 
 import numpy as np
 
@@ -17,6 +18,53 @@ METRIC_COLUMNS = ("algo", "seed", "env_steps", "wall_time_s", "episode_return", 
                   "policy_loss", "value_loss", "entropy", "total_loss", "staleness")
 UPDATE_COLUMNS = ("seed", "worker", "update", "env_steps", "wall_time_s", "version_read",
                   "version_written", "staleness", "return_sum", "episodes")
+
+
+class RowSums(NamedTuple):
+    """Sums over the updates one metrics.csv row covers (an update with no finished episode
+    adds 0 to ``episodes`` and ``return_sum``)."""
+
+    updates: float
+    episodes: float       # episodes completed
+    return_sum: float     # sum of their returns
+    policy_loss: float
+    value_loss: float
+    entropy: float
+    total_loss: float
+    staleness: float = 0.0   # 0 on the synchronous driver
+
+
+def metrics_row(algo: str, seed: int, env_steps: int, wall_time_s: float, sums: RowSums
+                ) -> dict:
+    """One metrics.csv row, the same for every driver: ``episode_return = return_sum /
+    episodes`` (NaN when no episode completed), ``episodes`` rounded to an integer, and each
+    loss and the staleness as its mean per update (``sum / updates``)."""
+    n, ep = float(sums.updates), float(sums.episodes)
+    return {"algo": algo, "seed": seed, "env_steps": int(env_steps),
+            "wall_time_s": float(wall_time_s),
+            "episode_return": float(sums.return_sum) / ep if ep else float("nan"),
+            "episodes": int(round(ep)),
+            "policy_loss": float(sums.policy_loss) / n, "value_loss": float(sums.value_loss) / n,
+            "entropy": float(sums.entropy) / n, "total_loss": float(sums.total_loss) / n,
+            "staleness": float(sums.staleness) / n}
+
+
+FINAL_FRAC = 0.1
+"""The final return of a curve averages its last 10% of env steps."""
+
+
+def _cell(value) -> float:
+    """A row's value as a float; a blank cell (as a CSV gives it) is NaN."""
+    return float("nan") if value in ("", None) else float(value)
+
+
+def row_arrays(rows: Sequence[dict]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(env_steps, episode_return, episodes) of one seed's metrics rows as float64 [rows]
+    arrays, in env-step order (stable); a blank return is NaN, blank episodes 0."""
+    rows = sorted(rows, key=lambda r: float(r["env_steps"]))
+    return (np.array([float(r["env_steps"]) for r in rows], np.float64),
+            np.array([_cell(r["episode_return"]) for r in rows], np.float64),
+            np.nan_to_num(np.array([_cell(r["episodes"]) for r in rows], np.float64)))
 
 
 def aggregate(rows: Sequence[dict], key: str = "episode_return", weight: str = "episodes"
@@ -49,10 +97,33 @@ def smoothed_returns(env_steps: np.ndarray, episode_return: np.ndarray, episodes
         return np.where(den > 0, num / np.maximum(den, 1e-12), np.nan)
 
 
+def threshold_index(smoothed: np.ndarray, threshold: float) -> int | None:
+    """Index of the first entry of ``smoothed`` at or above ``threshold`` (a NaN entry, no
+    episode yet, never is); None if none is."""
+    hit = np.nonzero(np.nan_to_num(np.asarray(smoothed, np.float64), nan=-np.inf)
+                     >= threshold)[0]
+    return int(hit[0]) if len(hit) else None
+
+
 def steps_to_threshold(env_steps: np.ndarray, smoothed: np.ndarray, threshold: float) -> float:
     """First env step at which the smoothed return reaches ``threshold``; NaN if never."""
-    hit = np.nonzero(np.nan_to_num(smoothed, nan=-np.inf) >= threshold)[0]
-    return float(np.asarray(env_steps)[hit[0]]) if len(hit) else float("nan")
+    i = threshold_index(smoothed, threshold)
+    return float(np.asarray(env_steps)[i]) if i is not None else float("nan")
+
+
+def final_return(env_steps, episode_return, episodes, frac: float = FINAL_FRAC) -> float:
+    """Episode-weighted mean return over the last ``frac`` of a curve's env steps (in env-step
+    order; at least the last entry): ``sum(R_i n_i) / sum(n_i)`` over the entries with
+    ``env_steps > (1 - frac) max(env_steps)``; NaN when no episode completed there."""
+    env_steps = np.asarray(env_steps, np.float64)
+    ret = np.nan_to_num(np.asarray(episode_return, np.float64))
+    eps = np.nan_to_num(np.asarray(episodes, np.float64))
+    if env_steps.size == 0:
+        return float("nan")
+    sel = env_steps > env_steps.max() * (1.0 - frac)   # a row logs the steps ending there
+    sel[-1] = True
+    n = eps[sel].sum()
+    return float((ret[sel] * eps[sel]).sum() / n) if n > 0 else float("nan")
 
 
 def updates_steps_to(update_rows: Sequence[dict], threshold: float, window_steps: int = 10_000,

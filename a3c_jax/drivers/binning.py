@@ -5,10 +5,11 @@ A row closes when the next record (in env-step order) falls into another interva
 row's first record (0: by env steps only). So a cut run still has a curve, however large its
 budget. ``RowBuilder`` applies the rule to records fed in env-step order;
 ``records.rows_from_records`` feeds it every record of a seed at once, and ``StreamBinner``
-feeds it while workers still run: only the complete prefix of the records (up to the smallest
-env step any worker last reported; each worker reports in increasing env-step order, so
-nothing at or below it can still come) is binned, so the rows written during a run are
-exactly the rows binning all records afterwards would give.
+feeds it while workers still run: only the complete prefix of the records (``WorkerMerge``: up
+to the smallest env step any worker last reported; each worker reports in increasing env-step
+order, so nothing at or below it can still come) is binned, so the rows written during a run
+are exactly the rows binning all records afterwards would give. The asynchronous early stop
+(``records.RecordsMonitor``) reads the same merge.
 """
 
 from __future__ import annotations
@@ -17,7 +18,10 @@ import heapq
 import math
 from typing import Callable
 
-import numpy as np
+from a3c_jax.core import curves
+
+SUMMED = curves.RowSums._fields[1:]
+"""The fields of ``curves.RowSums`` a row sums over its records (all but the update count)."""
 
 
 class RowBuilder:
@@ -46,84 +50,93 @@ class RowBuilder:
         rs, self.current = self.current, []
         if not rs:
             return None
-        n = sum(r.episodes for r in rs)
-        return {
-            "algo": self.label, "seed": self.seed,
-            "env_steps": max(r.env_steps for r in rs),
-            "wall_time_s": max(r.wall_time_s for r in rs),
-            "episode_return": sum(r.return_sum for r in rs) / n if n else float("nan"),
-            "episodes": int(n),
-            "policy_loss": float(np.mean([r.policy_loss for r in rs])),
-            "value_loss": float(np.mean([r.value_loss for r in rs])),
-            "entropy": float(np.mean([r.entropy for r in rs])),
-            "total_loss": float(np.mean([r.total_loss for r in rs])),
-            "staleness": float(np.mean([r.staleness for r in rs])),
-        }
+        sums = curves.RowSums(len(rs), *(sum(getattr(r, f) for r in rs) for f in SUMMED))
+        return curves.metrics_row(self.label, self.seed, max(r.env_steps for r in rs),
+                                  max(r.wall_time_s for r in rs), sums)
+
+
+def order(r) -> tuple[int, int]:
+    """The order records are binned in: env steps, then the version they wrote."""
+    return r.env_steps, r.version_written
 
 
 def bin_records(builder: RowBuilder, records) -> list[dict]:
     """Every record of one seed through ``builder``, the last row included."""
-    rows = [row for r in sorted(records, key=lambda r: (r.env_steps, r.version_written))
-            if (row := builder.add(r)) is not None]
+    rows = [row for r in sorted(records, key=order) if (row := builder.add(r)) is not None]
     last = builder.flush()
     return rows + ([last] if last is not None else [])
 
 
-class StreamBinner:
-    """Bins the records of W workers (``per_worker``: lists the backends append to) while they
-    run. ``poll()`` hands newly closed rows to ``on_rows`` and new records, in arrival order, to
-    ``on_records``; ``finish()`` bins whatever is left once the workers have stopped.
-    ``transform`` maps each record before anything sees it (a resumed run shifts its clock)."""
+class WorkerMerge:
+    """The records of W workers (``per_worker``: lists the backends append to) merged in
+    ``order`` while they run.
 
-    def __init__(self, per_worker: list[list], builder: RowBuilder,
-                 on_rows: Callable[[list[dict]], None],
-                 on_records: Callable[[list], None] | None = None,
-                 transform: Callable | None = None):
-        self.per_worker, self.builder = per_worker, builder
-        self.on_rows, self.on_records = on_rows, on_records
+    ``take()`` collects the records that arrived since the last call (mapped by ``transform``)
+    and returns them in arrival order; ``ordered()`` then returns, in ``order``, those of the
+    complete prefix: up to the smallest env step any worker last reported (each worker reports
+    in increasing env-step order, so nothing at or below it can still come).
+    ``ordered(final=True)`` returns everything taken, once the workers have stopped."""
+
+    def __init__(self, per_worker: list[list], transform: Callable | None = None):
+        self.per_worker = per_worker
         self.transform = transform or (lambda r: r)
         self.seen = [0] * len(per_worker)
         self.last = [0] * len(per_worker)
         self.pending: list[tuple] = []
-        self.rows: list[dict] = []
-        self.records: list = []
+        self.taken = 0
 
-    def _take(self) -> None:
+    def take(self) -> list:
         new = []
         for w, rs in enumerate(self.per_worker):
             n = len(rs)
             for r in rs[self.seen[w]:n]:
                 r = self.transform(r)
                 new.append(r)
-                heapq.heappush(self.pending, (r.env_steps, r.version_written, len(self.records)
-                                              + len(new), r))
+                self.taken += 1   # ties in ``order`` keep their arrival order
+                heapq.heappush(self.pending, (*order(r), self.taken, r))
                 self.last[w] = r.env_steps
             self.seen[w] = n
+        return new
+
+    def ordered(self, final: bool = False) -> list:
+        complete = math.inf if final else min(self.last, default=0)
+        out = []
+        while self.pending and self.pending[0][0] <= complete:
+            out.append(heapq.heappop(self.pending)[-1])
+        return out
+
+
+class StreamBinner:
+    """Bins the records of W workers (``per_worker``: lists the backends append to) while they
+    run, over their complete prefix (``WorkerMerge``). ``poll()`` hands newly closed rows to
+    ``on_rows`` and new records, in arrival order, to ``on_records``; ``finish()`` bins
+    whatever is left once the workers have stopped. ``transform`` maps each record before
+    anything sees it (a resumed run shifts its clock)."""
+
+    def __init__(self, per_worker: list[list], builder: RowBuilder,
+                 on_rows: Callable[[list[dict]], None],
+                 on_records: Callable[[list], None] | None = None,
+                 transform: Callable | None = None):
+        self.merge, self.builder = WorkerMerge(per_worker, transform), builder
+        self.on_rows, self.on_records = on_rows, on_records
+        self.rows: list[dict] = []
+        self.records: list = []
+
+    def _bin(self, final: bool) -> None:
+        new = self.merge.take()
         self.records += new
         if new and self.on_records is not None:
             self.on_records(new)
-
-    def _emit(self, rows: list[dict]) -> None:
+        rows = [row for r in self.merge.ordered(final)
+                if (row := self.builder.add(r)) is not None]
+        if final and (last := self.builder.flush()) is not None:
+            rows.append(last)
         if rows:
             self.rows += rows
             self.on_rows(rows)
 
     def poll(self) -> None:
-        self._take()
-        complete = min(self.last) if self.last else 0
-        rows = []
-        while self.pending and self.pending[0][0] <= complete:
-            row = self.builder.add(heapq.heappop(self.pending)[-1])
-            if row is not None:
-                rows.append(row)
-        self._emit(rows)
+        self._bin(final=False)
 
     def finish(self) -> None:
-        self._take()
-        rows = []
-        while self.pending:
-            row = self.builder.add(heapq.heappop(self.pending)[-1])
-            if row is not None:
-                rows.append(row)
-        last = self.builder.flush()
-        self._emit(rows + ([last] if last is not None else []))
+        self._bin(final=True)

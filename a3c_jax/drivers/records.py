@@ -3,8 +3,8 @@
 * An asynchronous worker appends one ``UpdateRecord`` per write to the store; ``rows_from_
   records`` bins them by global env steps into ``metrics.csv`` rows, ``update_rows`` gives
   ``updates.csv``.
-* The synchronous driver returns ``sync.UpdateMetrics`` per update; ``row_from_chunk`` turns a
-  chunk of them into one row of the same schema.
+* The synchronous driver's rows (``a3c_jax.shell.synchronous``) have the same schema: every
+  row is ``curves.metrics_row`` of the sums over the updates it covers.
 * ``StopMonitor`` is the early stop of every driver: the episode-weighted mean return over the
   last ``window`` env steps, exact, fed in env-step order; ``RecordsMonitor`` feeds it from
   records that arrive out of order from several workers.
@@ -13,7 +13,6 @@
 from __future__ import annotations
 
 import collections
-import heapq
 from typing import NamedTuple
 
 import numpy as np
@@ -64,25 +63,6 @@ def rows_from_records(config: Config, seed: int, records: list[UpdateRecord]) ->
     ``log_interval`` env steps, or sooner when ``log_seconds`` of training time have passed
     (``binning.RowBuilder``)."""
     return binning.bin_records(row_builder(config, seed), records)
-
-
-def row_from_chunk(config: Config, seed: int, metrics, i: int, wall: float) -> dict:
-    """One metrics.csv row from a chunk of sync ``UpdateMetrics`` ([seeds, updates]) for the
-    ``i``-th seed of the chunk."""
-    ep = np.asarray(metrics.episodes[i], np.float64)
-    ret = np.asarray(metrics.episode_return[i], np.float64)
-    n = ep.sum()
-    return {
-        "algo": row_label(config), "seed": seed, "env_steps": int(metrics.env_steps[i][-1]),
-        "wall_time_s": wall,
-        "episode_return": float(np.nansum(np.nan_to_num(ret) * ep) / n) if n else float("nan"),
-        "episodes": int(n),
-        "policy_loss": float(np.mean(metrics.policy_loss[i])),
-        "value_loss": float(np.mean(metrics.value_loss[i])),
-        "entropy": float(np.mean(metrics.entropy[i])),
-        "total_loss": float(np.mean(metrics.total_loss[i])),
-        "staleness": 0.0,
-    }
 
 
 def update_rows(seed: int, records: list[UpdateRecord]) -> list[dict]:
@@ -137,29 +117,19 @@ class StopMonitor:
 class RecordsMonitor:
     """``StopMonitor`` over the records the workers report (per-worker lists).
 
-    Workers report out of env-step order, so the monitor only consumes the complete prefix:
-    records up to the smallest "last reported env step" over the workers (each worker's own
-    records arrive in increasing env-step order, so nothing at or below that step can still
-    come). The stop decision is therefore exactly the per-update smoothed return computed after
-    the run, never an artefact of arrival order."""
+    Workers report out of env-step order, so the monitor only consumes the complete prefix
+    (``binning.WorkerMerge``: records up to the smallest "last reported env step" over the
+    workers). The stop decision is therefore exactly the per-update smoothed return computed
+    after the run, never an artefact of arrival order."""
 
     def __init__(self, per_worker: list[list[UpdateRecord]], threshold: float, window: int):
-        self.per_worker = per_worker
+        self.merge = binning.WorkerMerge(per_worker)
         self.monitor = StopMonitor(threshold, window)
-        self.seen = [0] * len(per_worker)
-        self.last = [0] * len(per_worker)
-        self.pending: list[tuple[int, float, float]] = []
 
     def reached(self) -> bool:
-        for w, rs in enumerate(self.per_worker):
-            n = len(rs)
-            for r in rs[self.seen[w]:n]:
-                heapq.heappush(self.pending, (r.env_steps, r.return_sum, r.episodes))
-                self.last[w] = r.env_steps
-            self.seen[w] = n
-        complete = min(self.last)
-        while self.pending and self.pending[0][0] <= complete:
-            self.monitor.add(*heapq.heappop(self.pending))
+        self.merge.take()
+        for r in self.merge.ordered():
+            self.monitor.add(r.env_steps, r.return_sum, r.episodes)
         return self.monitor.fired_at is not None
 
 

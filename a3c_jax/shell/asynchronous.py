@@ -8,7 +8,8 @@
   exactly those binning every record afterwards gives) into the run's sink, and passes every
   new record on as an ``updates.csv`` row;
 * every ``checkpoint_s`` seconds, checkpoints a lock-free snapshot of the store
-  (``a3c_jax.shell.checkpoints``; what a resume restores exactly is said in ``a3c_jax.drivers.asynchronous.store_state``).
+  (``a3c_jax.shell.checkpoints``; what a resume restores exactly is said in
+  ``a3c_jax.drivers.asynchronous.store_state``).
 
 When the seed ends (budget, early stop, interruption, failure) the rest of its records are
 binned and the store's final state is checkpointed. A resumed seed starts its store from the
@@ -20,12 +21,12 @@ from __future__ import annotations
 import dataclasses
 from typing import Callable
 
-from a3c_jax.drivers import binning
-from a3c_jax.shell import checkpoints
-from a3c_jax.drivers import records as records_lib
+from a3c_jax.drivers import binning, records
+from a3c_jax.drivers.asynchronous.backends.launch import Launch
 from a3c_jax.drivers.asynchronous.store_state import ResumePoint
-from a3c_jax.shell.signals import Interrupted
 from a3c_jax.drivers.asynchronous.supervisor import train_seed
+from a3c_jax.shell import checkpoints
+from a3c_jax.shell.signals import Interrupted
 
 
 @dataclasses.dataclass
@@ -37,20 +38,17 @@ class SeedOutcome:
 
 
 def resume_points(config, rd) -> dict[int, ResumePoint]:
-    """Where each seed with a checkpoint resumes (``resume.ResumedWorker``)."""
+    """Where each seed with a checkpoint resumes (``store_state.ResumedWorker``)."""
     return {s: ResumePoint(e["resumes"] + 1, e["env_steps"])
             for s in config.seeds if (e := rd.entry(s)) is not None}
 
 
-def run_seed(worker, seed: int, rd, on_progress: Callable[[int], None] | None = None,
-             loss_fn=None, should_stop: Callable[[], int | None] = lambda: None
-             ) -> SeedOutcome:
+def run_seed(worker, seed: int, rd, loss_fn=None,
+             should_stop: Callable[[], int | None] = lambda: None) -> SeedOutcome:
     """One seed of an asynchronous run (module docstring)."""
     c = worker.config
     entry = rd.entry(seed)
     if entry is not None and (entry["stopped"] or entry["env_steps"] >= c.total_steps):
-        if on_progress is not None:
-            on_progress(min(entry["env_steps"], c.total_steps))
         return SeedOutcome(worker.unravel(entry["store"]["params"]), None, {}, {})
     wall0 = entry["wall_time_s"] if entry else 0.0
     resumes = entry["resumes"] + 1 if entry else 0
@@ -62,8 +60,8 @@ def run_seed(worker, seed: int, rd, on_progress: Callable[[int], None] | None = 
 
     per_worker: list[list] = [[] for _ in range(c.workers)]
     binner = binning.StreamBinner(
-        per_worker, records_lib.row_builder(c, seed), rd.sink.add_rows,
-        on_records=lambda rs: rd.sink.add_updates(records_lib.update_rows(seed, rs)),
+        per_worker, records.row_builder(c, seed), rd.sink.add_rows,
+        on_records=lambda rs: rd.sink.add_updates(records.update_rows(seed, rs)),
         transform=shift)
 
     def counts() -> list[int]:
@@ -77,7 +75,7 @@ def run_seed(worker, seed: int, rd, on_progress: Callable[[int], None] | None = 
                                                       stopped),
                               worker.unravel(store["params"]))})
 
-    def on_tick(running, _per_worker) -> None:
+    def on_tick(running: Launch, _per_worker) -> None:
         signum = should_stop()
         if signum is not None:
             raise Interrupted(signum)
@@ -85,13 +83,13 @@ def run_seed(worker, seed: int, rd, on_progress: Callable[[int], None] | None = 
         if rd.checkpoint_due():
             save(running.store_state(), False)
 
-    got = train_seed(worker, seed, on_progress, loss_fn=loss_fn, per_worker=per_worker,
+    got = train_seed(worker, seed, loss_fn=loss_fn, per_worker=per_worker,
                      on_tick=on_tick, restore=entry["store"] if entry else None)
     binner.finish()
     if got.store is not None and rd.path is not None:
         stopped_early = got.stopped is None and got.T < c.total_steps
         save(got.store, got.stopped is None, stopped_early)
     params = worker.unravel(got.flat_params) if got.flat_params is not None else None
-    return SeedOutcome(params, got.stopped, records_lib.staleness_summary(binner.records),
+    return SeedOutcome(params, got.stopped, records.staleness_summary(binner.records),
                        got.lost)
 

@@ -21,16 +21,13 @@ from a3c_jax.core import curves  # noqa: E402
 
 
 def run_series(rows: Sequence[dict]):
-    """(seed, env steps, episode return, episodes) per seed of metrics.csv rows, as arrays."""
+    """(seed, env steps, episode return, episodes) per seed of metrics.csv rows, as arrays
+    (``curves.row_arrays``)."""
     by_seed = defaultdict(list)
     for r in rows:
         by_seed[int(r["seed"])].append(r)
     for seed, rs in sorted(by_seed.items()):
-        steps = np.array([float(r["env_steps"]) for r in rs])
-        ret = np.array([float(r["episode_return"]) if r["episode_return"] not in ("", None)
-                        else np.nan for r in rs])
-        eps = np.array([float(r["episodes"]) for r in rs])
-        yield seed, steps, ret, eps
+        yield (seed, *curves.row_arrays(rs))
 
 
 def plot_run(rows: Sequence[dict], path: str | os.PathLike, title: str = "",

@@ -25,8 +25,9 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from a3c_jax.shell import progress
 from a3c_jax.config.schema import Config
+from a3c_jax.core import curves
+from a3c_jax.shell import progress
 
 WANDB_MODES = ("off", "offline", "online")
 LOSSES = ("policy_loss", "value_loss", "total_loss", "entropy")
@@ -141,7 +142,7 @@ class WandbLogger:
         if self.run is None:
             return
         for seed, rs in self.seed_rows.items():
-            value = progress.final_return(rs)
+            value = curves.final_return(*curves.row_arrays(rs))
             if not math.isnan(value):
                 self.run.summary[f"seed{seed}/final_return"] = value
         self.run.finish()

@@ -1,7 +1,7 @@
 """What a run shows while it trains, and the line it ends with.
 
 ``ProgressDisplay(config)`` subscribes to a run's stream of logged rows
-(``rowsink.RowSink``): ``phase(name)`` (``"compile"`` while the program compiles, ``"train"``
+(``sink.RowSink``): ``phase(name)`` (``"compile"`` while the program compiles, ``"train"``
 once it runs), ``rows(rows)`` (new ``metrics.csv`` rows, as the drivers log them) and
 ``close()``. It tells the truth about each phase:
 
@@ -29,12 +29,9 @@ from typing import IO
 
 import numpy as np
 
-from a3c_jax.drivers import records
-from a3c_jax.core import curves
 from a3c_jax.config.schema import Config
-
-FINAL_FRAC = 0.1
-"""The final return averages the last 10% of a seed's env steps (as ``tables`` does)."""
+from a3c_jax.core import curves
+from a3c_jax.drivers import records
 
 
 def _si(x: float) -> str:
@@ -51,15 +48,6 @@ def _clock(seconds: float) -> str:
     return f"{h}:{rem // 60:02d}:{rem % 60:02d}" if h else f"{rem // 60}:{rem % 60:02d}"
 
 
-def final_return(rows: list[dict], frac: float = FINAL_FRAC) -> float:
-    """Episode-weighted mean return over the last ``frac`` of one seed's env steps."""
-    if not rows:
-        return float("nan")
-    top = max(float(r["env_steps"]) for r in rows)
-    tail = [r for r in rows if float(r["env_steps"]) > top * (1 - frac)] or rows[-1:]
-    return curves.aggregate(tail)
-
-
 def _by_seed(rows: list[dict]) -> dict[int, list[dict]]:
     seeds: dict[int, list[dict]] = {}
     for r in rows:
@@ -71,15 +59,11 @@ def threshold_hit(rows: list[dict], threshold: float, window: int) -> tuple[floa
     """(env steps, wall-clock seconds) at which one seed's smoothed return first reaches
     ``threshold``; NaNs if it never does."""
     rows = sorted(rows, key=lambda r: float(r["env_steps"]))
-    steps = np.array([float(r["env_steps"]) for r in rows])
-    ret = np.array([float(r["episode_return"]) if r["episode_return"] not in ("", None)
-                    else np.nan for r in rows])
-    sm = curves.smoothed_returns(steps, ret, np.array([float(r["episodes"]) for r in rows]),
-                                 window)
-    hit = np.nonzero(np.nan_to_num(sm, nan=-np.inf) >= threshold)[0]
-    if not len(hit):
+    steps, ret, eps = curves.row_arrays(rows)
+    i = curves.threshold_index(curves.smoothed_returns(steps, ret, eps, window), threshold)
+    if i is None:
         return float("nan"), float("nan")
-    return float(steps[hit[0]]), float(rows[hit[0]]["wall_time_s"])
+    return float(steps[i]), float(rows[i]["wall_time_s"])
 
 
 def summary_line(result) -> str:
@@ -95,7 +79,7 @@ def summary_line(result) -> str:
     compile_s = result.extras.get("compile_s")
     if compile_s:
         parts[0] += f" (+{compile_s:.1f} s compiling)"
-    finals = [final_return(rs) for rs in seeds.values()]
+    finals = [curves.final_return(*curves.row_arrays(rs)) for rs in seeds.values()]
     finals = [f for f in finals if not math.isnan(f)]
     if finals:
         spread = (f" (seeds from {min(finals):.4g} to {max(finals):.4g})" if len(finals) > 1

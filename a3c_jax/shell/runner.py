@@ -2,14 +2,16 @@
 
 ``run(config)`` validates the config, resolves its per-method defaults **once**
 (``defaults.resolve``), checks the run directory's options before anything compiles
-(``rundir.prepare``: bad input raises ``InvalidInput``, a ``ValueError``, and touches nothing),
-trains every seed on the synchronous driver (``a3c_jax.shell.synchronous`` over ``a3c_jax.drivers.synchronous``) or on
-asynchronous workers (``a3c_jax.shell.asynchronous`` over ``a3c_jax.drivers.asynchronous.supervisor``), shows progress, and
-keeps the run directory current (see ``a3c_jax.shell.directory``): run.json (status, versions, machine,
-command line), config.json (resolved), metrics.csv and updates.csv appended as rows are
-logged, periodic checkpoints (``resume`` continues from them), final parameters and a plot.
+(``directory.prepare``: bad input raises ``InvalidInput``, a ``ValueError``, and touches
+nothing), trains every seed on the synchronous driver (``a3c_jax.shell.synchronous`` over
+``a3c_jax.drivers.synchronous``) or on asynchronous workers (``a3c_jax.shell.asynchronous``
+over ``a3c_jax.drivers.asynchronous.supervisor``), shows progress (a row subscriber,
+``progress.ProgressDisplay``), and keeps the run directory current (see
+``a3c_jax.shell.directory``): run.json (status, versions, machine, command line), config.json
+(resolved), metrics.csv and updates.csv appended as rows are logged, periodic checkpoints
+(``resume`` continues from them), final parameters and a plot.
 
-Rows: every driver feeds the run's ``rowsink.RowSink`` as rows are logged (sync: when a row
+Rows: every driver feeds the run's ``sink.RowSink`` as rows are logged (sync: when a row
 closes; async: the complete prefix of the records, binned as they arrive). Any object with a
 ``rows(rows)`` method (and optionally ``updates(rows)``, ``flush()``, ``close()``) passed in
 ``run(..., subscribers=[...])`` receives the same rows at the same time as metrics.csv: this
@@ -32,13 +34,12 @@ import signal
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from a3c_jax.drivers import records as records_lib
-from a3c_jax.shell import directory as rundir_lib
-from a3c_jax.core import curves
-from a3c_jax.shell import figure, loggers, files as runlog, signals
-from a3c_jax.config.schema import Config, Resolved
 from a3c_jax.config.defaults import resolve
-from a3c_jax.shell.directory import (InvalidInput)  # noqa: F401 - re-exported: bad input, exit status 2
+from a3c_jax.config.schema import Config, Resolved
+from a3c_jax.core import curves
+from a3c_jax.drivers import records
+from a3c_jax.shell import directory, figure, files, loggers, signals
+from a3c_jax.shell.directory import InvalidInput  # noqa: F401 - re-exported: bad input, exit 2
 
 
 @dataclasses.dataclass
@@ -52,48 +53,26 @@ class RunResult:
     extras: dict = dataclasses.field(default_factory=dict)
 
 
-class _NoBar:
-    """The drivers' step counter callbacks lead nowhere: ``progress.ProgressDisplay`` (a row
-    subscriber, ``loggers.subscribers``) shows the progress from the logged rows."""
-
-    def update(self, n: int = 1) -> None:
-        pass
-
-    def reset(self) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
-
-
-def _progress(config: Config, total: int, desc: str) -> _NoBar:
-    return _NoBar()
-
-
 def _no_stop() -> int | None:
     return None
 
 
 def run_sync(config: Config, loss_fn: Callable | None = None,
-             rd: rundir_lib.RunDir | None = None,
+             rd: directory.RunDir | None = None,
              should_stop: Callable[[], int | None] = _no_stop) -> RunResult:
     """Train every seed of a resolved config on the synchronous driver."""
     from a3c_jax.drivers.synchronous import SyncTrainer
     from a3c_jax.shell.synchronous import run_groups
 
-    rd = rd if rd is not None else rundir_lib.RunDir(config, None, {})
+    rd = rd if rd is not None else directory.RunDir(config, None, {})
     trainer = SyncTrainer(config, loss_fn)
-    bar = _progress(config, config.total_steps * len(config.seeds), records_lib.row_label(config))
-    try:
-        params, compile_s, interrupted = run_groups(trainer, rd, bar.update, should_stop)
-    finally:
-        bar.close()
+    params, compile_s, interrupted = run_groups(trainer, rd, should_stop=should_stop)
     return RunResult(config=config, run_dir=None, rows=rd.sink.rows, params=params,
                      interrupted=interrupted, extras={"compile_s": compile_s})
 
 
 def run_async(config: Config, loss_fn: Callable | None = None,
-              rd: rundir_lib.RunDir | None = None,
+              rd: directory.RunDir | None = None,
               should_stop: Callable[[], int | None] = _no_stop) -> RunResult:
     """Train every seed of a resolved config with asynchronous workers on ``config.backend``;
     returns the result and the failure (a worker's error) if one stopped the run."""
@@ -102,7 +81,7 @@ def run_async(config: Config, loss_fn: Callable | None = None,
     from a3c_jax.shell.asynchronous import resume_points, run_seed
     from a3c_jax.drivers.asynchronous.store_state import ResumedWorker
 
-    rd = rd if rd is not None else rundir_lib.RunDir(config, None, {})
+    rd = rd if rd is not None else directory.RunDir(config, None, {})
     worker = ResumedWorker(config, loss_fn, resume_points(config, rd))
     for seed in config.seeds:
         entry = rd.entry(seed)
@@ -119,14 +98,12 @@ def run_async(config: Config, loss_fn: Callable | None = None,
                     "compile_s": time.perf_counter() - t_compile}
     interrupted = False
     failure: BaseException | None = None
-    bar = _progress(config, config.total_steps, config.algo)
     try:
         for seed in config.seeds:
             if should_stop() is not None:
                 interrupted = True
                 break
-            bar.reset()
-            got = run_seed(worker, seed, rd, bar.update, loss_fn, should_stop)
+            got = run_seed(worker, seed, rd, loss_fn=loss_fn, should_stop=should_stop)
             if got.params is not None:
                 params[seed] = got.params
             extras["staleness"][seed] = got.staleness
@@ -139,8 +116,6 @@ def run_async(config: Config, loss_fn: Callable | None = None,
                 break
     except KeyboardInterrupt:
         interrupted = True
-    finally:
-        bar.close()
     result = RunResult(config=config, run_dir=None, rows=rd.sink.rows, params=params,
                        interrupted=interrupted, update_rows=rd.sink.update_rows, extras=extras)
     result.extras["failure"] = failure
@@ -148,22 +123,19 @@ def run_async(config: Config, loss_fn: Callable | None = None,
 
 
 def run_emulated(config: Config, loss_fn: Callable | None = None,
-                 rd: rundir_lib.RunDir | None = None) -> RunResult:
-    """Train every seed of a resolved config on the emulated backend (``a3c_jax.drivers.emulated.runs``):
-    the same records, rows and updates.csv as the other asynchronous backends. Its one
-    jitted program gives the rows at the end; they go to ``rd``'s subscribers then."""
+                 rd: directory.RunDir | None = None) -> RunResult:
+    """Train every seed of a resolved config on the emulated backend
+    (``a3c_jax.drivers.emulated.runs``): the same records, rows and updates.csv as the other
+    asynchronous backends. Its one jitted program gives the rows at the end; they go to
+    ``rd``'s subscribers then."""
     from a3c_jax.drivers.emulated.runs import run_seeds
 
-    bar = _progress(config, config.total_steps * len(config.seeds), config.algo)
-    try:
-        got = run_seeds(config, loss_fn, bar.update)
-    finally:
-        bar.close()
+    got = run_seeds(config, loss_fn)
     rows: list[dict] = []
     urows: list[dict] = []
     for seed, recs in got.records.items():
-        rows += records_lib.rows_from_records(config, seed, recs)
-        urows += records_lib.update_rows(seed, recs)
+        rows += records.rows_from_records(config, seed, recs)
+        urows += records.update_rows(seed, recs)
     if rd is not None:
         rd.sink.add_rows(rows)
     return RunResult(config=config, run_dir=None, rows=rows, params=got.params,
@@ -175,15 +147,15 @@ def write_run(result: RunResult) -> None:
     row by row during the run, are rewritten whole (atomically) in their usual order."""
     run_dir = Path(result.config.out)
     run_dir.mkdir(parents=True, exist_ok=True)
-    runlog.write_config(run_dir, result.config)
-    runlog.write_csv(run_dir / "metrics.csv", curves.METRIC_COLUMNS, result.rows)
+    files.write_config(run_dir, result.config)
+    files.write_csv(run_dir / "metrics.csv", curves.METRIC_COLUMNS, result.rows)
     if result.update_rows:
         order = {s: i for i, s in enumerate(result.config.seeds)}
         urows = sorted(result.update_rows, key=lambda r: (order.get(int(r["seed"]), 0),
                                                            int(r["version_written"])))
-        runlog.write_csv(run_dir / "updates.csv", curves.UPDATE_COLUMNS, urows)
+        files.write_csv(run_dir / "updates.csv", curves.UPDATE_COLUMNS, urows)
     for seed, p in result.params.items():
-        runlog.save_params(run_dir, seed, p)
+        files.save_params(run_dir, seed, p)
     if result.rows:
         figure.plot_run(result.rows, run_dir / "returns.png",
                           title=f"{result.config.algo} on {result.config.env}")
@@ -200,7 +172,7 @@ def run(config: Config, loss_fn: Callable | None = None, write: bool = True,
     try:
         config = resolve(config)
         shown = loggers.subscribers(config)   # display, TensorBoard, W&B: checked here
-        rd = rundir_lib.prepare(config, loss_fn, write, [*shown, *subscribers])
+        rd = directory.prepare(config, loss_fn, write, [*shown, *subscribers])
     except InvalidInput:
         raise
     except ValueError as err:

@@ -27,8 +27,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from a3c_jax.core import curves
+from a3c_jax.drivers import records
 from a3c_jax.shell import checkpoints
-from a3c_jax.drivers import records as records_lib
 
 MAX_CALL_S = 1.0
 """With ``log_seconds``, no compiled call is sized to last longer than this (responsive
@@ -36,7 +37,8 @@ stops)."""
 
 
 class Totals(NamedTuple):
-    """Sums over the updates of one call (per seed under vmap)."""
+    """Sums over the updates of one call (per seed under vmap): ``curves.RowSums`` without
+    the staleness, as float32 arrays."""
 
     updates: jax.Array
     episodes: jax.Array
@@ -87,15 +89,9 @@ def seed_groups(config) -> list[tuple[int, ...]]:
 
 
 def seed_row(label: str, seed: int, tot: Totals, i: int, env_steps: int, wall: float) -> dict:
-    """One metrics.csv row from the ``i``-th seed's sums (the schema of ``records``)."""
-    n, ep = float(tot.updates[i]), float(tot.episodes[i])
-    return {"algo": label, "seed": seed, "env_steps": env_steps, "wall_time_s": wall,
-            "episode_return": float(tot.return_sum[i]) / ep if ep else float("nan"),
-            "episodes": int(round(ep)),
-            "policy_loss": float(tot.policy_loss[i]) / n,
-            "value_loss": float(tot.value_loss[i]) / n,
-            "entropy": float(tot.entropy[i]) / n, "total_loss": float(tot.total_loss[i]) / n,
-            "staleness": 0.0}
+    """One metrics.csv row from the ``i``-th seed's sums (``curves.metrics_row``)."""
+    sums = curves.RowSums(**{f: float(getattr(tot, f)[i]) for f in Totals._fields})
+    return curves.metrics_row(label, seed, env_steps, wall, sums)
 
 
 def _restore(state, entries: list[dict]):
@@ -103,15 +99,14 @@ def _restore(state, entries: list[dict]):
     return checkpoints.from_host(state, leaves)
 
 
-def run_groups(trainer, rd, on_progress: Callable[[int], None] | None = None,
-               should_stop: Callable[[], bool] = lambda: False) -> tuple[dict, float, bool]:
-    """Train every group of seeds of ``trainer.config`` feeding ``rd`` (a ``rundir.RunDir``);
+def run_groups(trainer, rd, should_stop: Callable[[], bool] = lambda: False
+               ) -> tuple[dict, float, bool]:
+    """Train every group of seeds of ``trainer.config`` feeding ``rd`` (a ``directory.RunDir``);
     (final parameters per seed, compile seconds, interrupted)."""
     c = trainer.config
     spu, total = trainer.steps_per_update, trainer.num_updates
-    chunk = max(records_lib.log_interval(c) // spu, 1)
-    label = records_lib.row_label(c)
-    progress = on_progress or (lambda n: None)
+    chunk = max(records.log_interval(c) // spu, 1)
+    label = records.row_label(c)
     init = jax.jit(jax.vmap(trainer.init))
     advance = make_advance(trainer)
     compiled: dict[int, Callable] = {}
@@ -131,7 +126,6 @@ def run_groups(trainer, rd, on_progress: Callable[[int], None] | None = None,
         stopped = resumed and all(e["stopped"] for e in entries)
         state = trainer.shard(state, batch_axis=1)
         done = int(np.asarray(jax.device_get(state.update)).reshape(-1)[0])
-        progress(done * spu * len(group))
         if done < total and not stopped:
             t = time.perf_counter()
             if len(group) not in compiled:
@@ -165,12 +159,11 @@ def run_groups(trainer, rd, on_progress: Callable[[int], None] | None = None,
                     rate = n / max(now - t_call, 1e-6)
                     done += n
                     acc = tot if acc is None else jax.tree.map(np.add, acc, tot)
-                    progress(n * spu * len(group))
                     if (done % chunk == 0 or done == total
                             or (c.log_seconds > 0 and now - row_t >= c.log_seconds)):
                         emit(now)
                         acc, row_t = None, now
-                        if c.stop_return and all(records_lib.reached(rd.sink.rows, s, c)
+                        if c.stop_return and all(records.reached(rd.sink.rows, s, c)
                                                  for s in group):
                             stopped = True
                             break

@@ -1,15 +1,17 @@
 """One supervisor for every asynchronous backend: launch W loops, follow them, stop them.
 
-A backend only launches W worker loops against a store and streams their records back; it
-offers ``poll(timeout) -> running``, ``T``, ``stop()`` and ``close() -> (flat params, lost,
-T)`` (``threads.ThreadLaunch``, ``procs.ProcessLaunch``, ``ray_backend.RayLaunch``).
+A backend only launches W worker loops against a store and streams their records back: a
+``backends.launch.Launch`` (``poll(timeout) -> running``, ``T``, ``stop()``, ``store_state()``,
+``close() -> (flat params, lost, T)`` and ``final_store``; ``threads.ThreadLaunch``,
+``processes.ProcessLaunch``, ``ray_actors.RayLaunch``).
 ``train_seed`` runs one seed on ``config.backend``: it reports progress, applies the early
 stop (``records.RecordsMonitor``, exact), and turns Ctrl-C (or SIGTERM, which
 ``a3c_jax.shell.signals`` raises as a ``KeyboardInterrupt``) or a failing worker into a clean stop
 that still returns everything gathered, with the interruption beside it. ``on_tick(running,
 per_worker)`` is called at every tick while the workers run (the run shell bins the records
 that arrived and writes periodic checkpoints there); ``restore`` starts the store from a
-checkpoint (``a3c_jax.drivers.asynchronous.store_state``), and ``SeedRun.store`` is the store's final state.
+checkpoint (``a3c_jax.drivers.asynchronous.store_state``), and ``SeedRun.store`` is the
+store's final state.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import dataclasses
 from typing import Callable
 
 from a3c_jax.drivers.records import UpdateRecord, make_monitor
+from a3c_jax.drivers.asynchronous.backends.launch import Launch
 from a3c_jax.drivers.asynchronous.store import SharedStore
 from a3c_jax.drivers.asynchronous.worker import AsyncWorker, WorkerError
 
@@ -36,7 +39,7 @@ class SeedRun:
 
 def launch(worker: AsyncWorker, seed: int, per_worker: list[list], loss_fn=None,
            store: SharedStore | None = None, on_start: Callable | None = None,
-           restore: dict | None = None):
+           restore: dict | None = None) -> Launch:
     """Start ``config.backend``'s W loops for ``seed``."""
     backend = worker.config.backend
     if backend == "threads":
@@ -71,7 +74,7 @@ def train_seed(worker: AsyncWorker, seed: int, on_progress: Callable[[int], None
     monitor = make_monitor(c, per_worker)
     stopped: BaseException | None = None
     last_t = 0
-    running = None
+    running: Launch | None = None
     try:
         running = launch(worker, seed, per_worker, loss_fn, store, on_start, restore)
         while running.poll(tick_s):
@@ -91,4 +94,4 @@ def train_seed(worker: AsyncWorker, seed: int, on_progress: Callable[[int], None
     if on_progress is not None:
         on_progress(min(T, c.total_steps) - last_t)
     return SeedRun(flat, lost, T, [r for rs in per_worker for r in rs], stopped,
-                   getattr(running, "final_store", None))
+                   running.final_store if running is not None else None)

@@ -41,6 +41,7 @@ from a3c_jax.drivers.records import UpdateRecord
 from a3c_jax.drivers.asynchronous.store_state import (build_worker, restore_store, store_state,
                                                       worker_points)
 from a3c_jax.drivers.asynchronous.store import SharedStore
+from a3c_jax.drivers.asynchronous.backends.launch import Launch
 from a3c_jax.drivers.asynchronous.backends.shared_memory import (SHM_PREFIX, Reaper,
                                                                  SharedMemoryStore, attach,
                                                                  watch_parent)  # noqa: F401
@@ -110,10 +111,10 @@ class WorkerProcessError(WorkerError):
     """A worker process raised or died."""
 
 
-class ProcessLaunch:
-    """One seed's W worker processes (the backend interface: poll, T, stop, close,
-    store_state); ``on_start`` receives the processes once all have started training (tests
-    use it); ``restore`` is a ``resume.store_state`` to start the store from."""
+class ProcessLaunch(Launch):
+    """One seed's W worker processes (``launch.Launch``); ``on_start`` receives the processes
+    once all have started training (tests use it); ``restore`` is a ``resume.store_state`` to
+    start the store from."""
 
     def __init__(self, worker: AsyncWorker, seed: int, per_worker: list[list], loss_fn=None,
                  on_start: Callable[[list], None] | None = None,

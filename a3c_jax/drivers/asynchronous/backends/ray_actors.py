@@ -11,7 +11,8 @@
   segment runs, one call in flight writes the previous gradient and claims and reads the next
   segment's parameters (target copies happen in the server, inside the claim), so the round
   trip hides behind the compute and staleness grows by about one (recorded).
-* ``RayLaunch`` is the backend interface the supervisor polls (``a3c_jax.drivers.asynchronous.supervisor``).
+* ``RayLaunch`` is the ``launch.Launch`` the supervisor polls
+  (``a3c_jax.drivers.asynchronous.supervisor``).
 * ``--backend ray`` without ``--ray-address`` starts a local Ray instance; with one it joins
   that cluster (its nodes need this package installed, e.g. through a Ray runtime_env).
 
@@ -30,6 +31,7 @@ from a3c_jax.core.optim import OptSpec
 from a3c_jax.drivers.records import UpdateRecord
 from a3c_jax.drivers.asynchronous.store_state import (build_worker, restore_store, store_state,
                                                       worker_points)
+from a3c_jax.drivers.asynchronous.backends.launch import Launch
 from a3c_jax.drivers.asynchronous.backends.ray_store import StoreClient, _ray
 from a3c_jax.drivers.asynchronous.store import SharedStore
 from a3c_jax.drivers.asynchronous.worker import AsyncWorker, WorkerError
@@ -142,9 +144,9 @@ def worker_cpus(resources: dict, workers: int) -> float:
     return min(1.0, cpus / workers)
 
 
-class RayLaunch:
-    """One seed's W worker actors and the parameter server (the backend interface: poll, T,
-    stop, close, store_state); ``restore`` is a ``resume.store_state`` to start from."""
+class RayLaunch(Launch):
+    """One seed's W worker actors and the parameter server (``launch.Launch``); ``restore``
+    is a ``store_state.store_state`` to start from."""
 
     def __init__(self, worker: AsyncWorker, seed: int, per_worker: list[list], loss_fn=None,
                  restore: dict | None = None):

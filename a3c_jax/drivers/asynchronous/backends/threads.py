@@ -19,14 +19,15 @@ import threading
 import time
 import traceback
 
+from a3c_jax.drivers.asynchronous.backends.launch import Launch
 from a3c_jax.drivers.asynchronous.store_state import restore_store, store_state
 from a3c_jax.drivers.asynchronous.store import SharedStore
 from a3c_jax.drivers.asynchronous.worker import AsyncWorker, WorkerError
 
 
-class ThreadLaunch:
-    """One seed's W worker threads (the backend interface: poll, T, stop, close,
-    store_state); ``restore`` is a ``resume.store_state`` to start the store from."""
+class ThreadLaunch(Launch):
+    """One seed's W worker threads (``launch.Launch``); ``restore`` is a
+    ``store_state.store_state`` to start the store from."""
 
     def __init__(self, worker: AsyncWorker, seed: int, per_worker: list[list],
                  store: SharedStore | None = None, join_timeout_s: float = 60.0,
