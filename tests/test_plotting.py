@@ -33,7 +33,7 @@ def runs(tmp_path_factory):
     shutil.copytree(root / "a2c", root / "a3c")
     path = root / "a3c" / "config.json"
     data = json.loads(path.read_text())
-    data.update(algo="a3c", workers=2, envs_per_worker=1)
+    data.update(algo="a3c", workers=2, envs_per_worker=1, backend="threads")
     path.write_text(json.dumps(data))
     return root
 
