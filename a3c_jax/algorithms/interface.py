@@ -95,9 +95,7 @@ class Algorithm:
 
     # --- parameters and actors -----------------------------------------------------------
     def init_params(self, key):
-        if self.is_value:
-            return self.network.init(key, jnp.zeros((1,) + self.env.obs_shape, jnp.float32))
-        return networks.init_actor_critic(self.network, key, self.env.obs_shape)
+        return networks.init_params(self.network, key, self.env.obs_shape)
 
     def init_actor(self, key, eps_final=None) -> rollout.ActorState:
         """An actor's initial state: its environments, plus a zero carry (recurrent), no

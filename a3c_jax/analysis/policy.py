@@ -111,7 +111,7 @@ def _init_params(policy: SavedPolicy, key: jax.Array, obs_shape: tuple[int, ...]
     when the config normalises observations)."""
     if policy.kind == "q":
         return policy.network.init(key, jnp.zeros((1,) + tuple(obs_shape), jnp.float32))
-    return networks.init_actor_critic(policy.network, key, obs_shape)
+    return networks.init_params(policy.network, key, obs_shape)
 
 
 def make_policy(config: Config, params=None, key: jax.Array | None = None) -> SavedPolicy:
