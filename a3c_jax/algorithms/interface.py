@@ -232,10 +232,13 @@ class StepLayout:
         """The env steps the segments of a packed output took (last entry)."""
         return int(out[self.num_params + self.num_stats + len(Metrics._fields)])
 
-    def unpack(self, out: np.ndarray) -> StepOut:
+    def split(self, out) -> tuple:
+        """(flat gradient, flat statistics, Metrics) of a packed output, NumPy or traced."""
         p, k = self.num_params, self.num_stats
-        return StepOut(out[:p], out[p:p + k], Metrics(*out[p + k:p + k + len(Metrics._fields)]),
-                       self.steps(out))
+        return out[:p], out[p:p + k], Metrics(*out[p + k:p + k + len(Metrics._fields)])
+
+    def unpack(self, out: np.ndarray) -> StepOut:
+        return StepOut(*self.split(out), self.steps(out))
 
 
 def stats_slice(params) -> tuple[int, int] | None:
