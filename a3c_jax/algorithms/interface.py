@@ -36,6 +36,7 @@ import numpy as np
 from flax import linen as nn
 from jax.flatten_util import ravel_pytree
 
+from a3c_jax.algorithms import acting
 from a3c_jax.core import (combine, exploration, losses, networks, normalization, optim,
                           reward_norm, rollout, value_losses)
 from a3c_jax.config.schema import VALUE_ALGOS, Config
@@ -132,9 +133,8 @@ class Algorithm:
 
     def policy(self, actor: rollout.ActorState) -> rollout.Policy:
         """The behaviour policy for ``actor``'s next segment."""
-        if self.is_value:
-            return exploration.epsilon_greedy(self.apply_fn, self.epsilon(actor))
-        return rollout.sampling_policy(self.apply_fn, self.recurrent)
+        return acting.acting_policy(self.network, self.is_value,
+                             self.epsilon(actor) if self.is_value else None)
 
     def unroll(self, params, actor: rollout.ActorState, key):
         return rollout.unroll(self.env, self.policy(actor), params, actor, key, self.t_max,
@@ -184,11 +184,10 @@ def make_algorithm(config: Config, num_envs: int, loss_fn: Callable | None = Non
     """The ``Algorithm`` of a resolved ``config`` on ``num_envs`` environments."""
     require_resolved(config, "make_algorithm")
     env = make_env(config.env, num_envs, config, training=True)
+    network = acting.make_network(config, env)
     if config.algo in VALUE_ALGOS:
-        network = networks.make_q_network(config, env)
         default = VALUE_LOSSES[config.algo]
     else:
-        network = networks.make_actor_critic(config, env)
         default = (losses.recurrent_actor_critic_segment_loss
                    if networks.is_recurrent(network) else losses.actor_critic_segment_loss)
     return Algorithm(name=config.algo, env=env, network=network, loss_fn=loss_fn or default,
