@@ -10,9 +10,9 @@ A ``SavedPolicy`` acts through one pure function for every kind of run,
 ``act(params, state, obs, key, greedy) -> (state, action)``, usable inside ``jit``; ``state``
 is the LSTM carry of a recurrent actor-critic and ``None`` otherwise. The network and the
 acting are training's own (``acting.make_network``, ``acting.acting_policy``). Greedy
-actions are the argmax of the logits, the Gaussian's mean, or the argmax of the Q-values; sampled actions are
-drawn from the policy's distribution, or, for the value-based methods, epsilon-greedy with
-``SAMPLED_Q_EPSILON``. Continuous actions are returned unclipped (``Env.step`` clips them).
+actions are the argmax of the logits, the Gaussian's mean, or the argmax of the Q-values;
+sampled actions are drawn from the policy's distribution, or, for the value-based methods,
+epsilon-greedy with ``SAMPLED_Q_EPSILON``. Continuous actions are returned unclipped (``Env.step`` clips them).
 
 ``evaluate`` plays a batch of episodes with one jitted ``lax.scan``: each environment counts
 its first episode only, and an episode still running at the step limit reports its return so
