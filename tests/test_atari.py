@@ -90,7 +90,7 @@ def test_the_papers_network_for_atari_ids():
     config = Config(env=PONG, obs_norm=False, shared_torso=True)
     assert networks.resolve_torso("auto", env.obs_shape) == "atari"
     net = networks.make_actor_critic(config, env)
-    params = jax.jit(lambda k: networks.init_actor_critic(net, k, env.obs_shape))(
+    params = jax.jit(lambda k: networks.init_params(net, k, env.obs_shape))(
         jax.random.key(0))["params"]
     torso = params["ConvTorso_0"]
     chex.assert_shape(torso["Conv_0"]["kernel"], (8, 8, 4, 16))
@@ -108,7 +108,7 @@ def test_the_papers_network_for_atari_ids():
         {"params": torso}, frames), scaled, rtol=1e-5, atol=1e-5)
     # the variants' shapes only (traced, nothing computed)
     lstm = networks.make_actor_critic(config.replace(recurrent=True), env)
-    lp = jax.eval_shape(lambda k: networks.init_actor_critic(lstm, k, env.obs_shape),
+    lp = jax.eval_shape(lambda k: networks.init_params(lstm, k, env.obs_shape),
                         jax.random.key(0))["params"]
     chex.assert_shape(lp["lstm"]["hi"]["kernel"], (256, 256))
     q = networks.make_q_network(config.replace(algo="nq"), env)

@@ -55,8 +55,8 @@ def test_sampled_actions_lie_in_the_box_after_clipping():
 def test_trajectory_keeps_the_unclipped_sample_and_the_loss_scores_it():
     """The log-probability in the loss is of the action as sampled, not as clipped."""
     env = Env("MountainCarContinuous-v0", 8)
-    net = networks.GaussianActorCritic(action_dim=1, hidden=(8,))
-    params = networks.init_actor_critic(net, jax.random.key(0), env.obs_shape)
+    net = networks.ActorCritic(action_dim=1, discrete=False, hidden=(8,))
+    params = networks.init_params(net, jax.random.key(0), env.obs_shape)
     policy = rollout.sampling_policy(net.apply)
     _, traj = jax.jit(lambda s, k: rollout.unroll(env, policy, params, s, k, 20))(
         rollout.ActorState(env.reset(jax.random.key(1))), jax.random.key(2))
@@ -149,13 +149,13 @@ def test_running_stats_match_numpy():
 
 
 def test_network_normalises_with_its_statistics_and_no_gradient_reaches_them():
-    net = networks.GaussianActorCritic(action_dim=1, hidden=(8,), obs_norm=True)
+    net = networks.ActorCritic(action_dim=1, discrete=False, hidden=(8,), obs_norm=True)
     params = net.init(jax.random.key(0), jnp.zeros((1, 3)))
     assert set(params) == {"params", normalization.COLLECTION}
     stats = {"mean": jnp.array([1.0, -2.0, 0.5]), "var": jnp.array([4.0, 0.25, 1.0]),
              "count": jnp.array(10.0)}
     params = normalization.set_stats(params, stats)
-    plain = networks.GaussianActorCritic(action_dim=1, hidden=(8,))
+    plain = networks.ActorCritic(action_dim=1, discrete=False, hidden=(8,))
     x = jax.random.normal(jax.random.key(1), (6, 3)) * 3
     z = jnp.clip((x - stats["mean"]) / jnp.sqrt(stats["var"] + 1e-8), -10, 10)
     d1, v1 = net.apply(params, x)
@@ -172,7 +172,7 @@ def test_a2c_statistics_are_updated_and_saved_with_the_checkpoint(tmp_path):
     res = runner.run(c)
     env = Env("Pendulum-v1", 1)
     net = networks.make_actor_critic(runlog.read_config(tmp_path), env)
-    template = networks.init_actor_critic(net, jax.random.key(5), env.obs_shape)
+    template = networks.init_params(net, jax.random.key(5), env.obs_shape)
     for seed in (0, 1):
         loaded = runlog.load_params(tmp_path, seed, template)
         stats = loaded[normalization.COLLECTION]
@@ -258,7 +258,7 @@ def _traj(T=6, B=2, D=3, seed=0):
 
 
 def _gauss_net():
-    net = networks.GaussianActorCritic(action_dim=1, hidden=(8,))
+    net = networks.ActorCritic(action_dim=1, discrete=False, hidden=(8,))
     return net, net.init(jax.random.key(0), jnp.zeros((1, 3)))
 
 

@@ -153,7 +153,7 @@ def test_normalize_advantages():
 
 
 def test_gaussian_actor_critic_outputs():
-    net = networks.GaussianActorCritic(action_dim=3, hidden=(8,))
+    net = networks.ActorCritic(action_dim=3, discrete=False, hidden=(8,))
     params = net.init(jax.random.key(0), jnp.zeros((1, 5)))
     dist, value = net.apply(params, jax.random.normal(jax.random.key(1), (4, 2, 5)))
     assert isinstance(dist, distributions.DiagGaussian)
@@ -175,8 +175,8 @@ def test_segment_loss_reads_the_network_distribution(discrete):
     T, B, D = 4, 3, 5
     rng = np.random.default_rng(0)
     f32 = lambda *s: jnp.asarray(rng.normal(size=s).astype(np.float32))  # noqa: E731
-    net = (networks.ActorCritic(num_actions=3, hidden=(8,)) if discrete
-           else networks.GaussianActorCritic(action_dim=2, hidden=(8,)))
+    net = (networks.ActorCritic(action_dim=3, hidden=(8,)) if discrete
+           else networks.ActorCritic(action_dim=2, discrete=False, hidden=(8,)))
     params = net.init(jax.random.key(0), jnp.zeros((1, D)))
     action = (jnp.asarray(rng.integers(0, 3, (T, B)).astype(np.int32)) if discrete
               else f32(T, B, 2))

@@ -273,3 +273,41 @@ def test_loss_config_of_a_resolved_config():
         Resolved(gamma=0.9)
     cfg = losses.loss_config(resolve(Config(gamma=0.9, entropy_coef=0.02)))
     assert (cfg.gamma, cfg.entropy_coef, cfg.reward_scale) == (0.9, 0.02, 1.0)
+
+
+# how each env's primitive loss (on its own steps) becomes the batch's: (reduction, combine)
+COMBINE_PRIMITIVES = {"sum": ("sum", lambda ls, n: np.sum(ls)),
+                      "env-mean": ("mean", lambda ls, n: np.mean(ls)),
+                      "step-mean": ("sum", lambda ls, n: np.sum(ls) / np.sum(n))}
+
+
+@pytest.mark.parametrize("how", sorted(COMBINE_PRIMITIVES))
+def test_segment_loss_is_the_primitive_per_env_combined_under_a_mask(how):
+    """Until-terminal segments (a mask): env 0 keeps steps 0-1 (terminated at 1), env 1 steps
+    0-2 (truncated at 2), env 2 all 4. The segment loss must equal ``actor_critic_loss`` on
+    each env's own steps, combined as ``how`` says, for every metric; the masked steps hold
+    large rewards that must not leak in (the rollout zeroes them; here they would show).
+    float32 both ways, the same operations: rtol 1e-6."""
+    reduction, over_envs = COMBINE_PRIMITIVES[how]
+    cfg = losses.loss_config(resolve(Config(gamma=0.9, gae_lambda=0.8, value_coef=0.3,
+                                            entropy_coef=0.02, combine=how)))
+    params, traj = _tiny_trajectory()
+    lengths = np.array([2, 3, 4])
+    mask = np.arange(4)[:, None] < lengths[None, :]
+    traj = traj._replace(mask=jnp.asarray(mask),
+                         reward=jnp.where(jnp.asarray(mask), traj.reward, 1e3))
+    loss, m = jax.jit(lambda p: losses.actor_critic_segment_loss(p, _linear_apply, traj,
+                                                                 cfg))(params)
+    per_env = []
+    for b, n in enumerate(lengths):
+        logits, v = _linear_apply(params, traj.obs[:n, b])
+        _, v_next = _linear_apply(params, traj.final_obs[:n, b])
+        g = nstep_returns(traj.reward[:n, b], traj.terminated[:n, b], traj.truncated[:n, b],
+                          v_next, cfg.gamma, cfg.gae_lambda)
+        per_env.append(losses.actor_critic_loss(
+            logits, v, traj.action[:n, b], g, value_coef=cfg.value_coef,
+            entropy_coef=cfg.entropy_coef, reduction=reduction)[1])
+    for k in ("total", "policy_loss", "value_loss", "entropy"):
+        want = over_envs(np.array([pm[k] for pm in per_env], np.float64), lengths)
+        np.testing.assert_allclose(m[k], want, rtol=1e-6, atol=1e-7, err_msg=k)
+    np.testing.assert_allclose(loss, m["total"])

@@ -23,7 +23,7 @@ def _shapes(net, init_obs_shape, obs_shape):
 
 @pytest.mark.parametrize("lead", [(5,), (3, 2)])
 def test_actor_critic_mlp_shapes(lead):
-    net = networks.ActorCritic(num_actions=3, torso="mlp", hidden=(8, 8))
+    net = networks.ActorCritic(action_dim=3, torso="mlp", hidden=(8, 8))
     params, (logits, value) = _shapes(net, (1, 4), lead + (4,))
     chex.assert_shape(logits, lead + (3,))
     chex.assert_shape(value, lead)
@@ -36,7 +36,7 @@ def test_actor_critic_mlp_shapes(lead):
 
 @pytest.mark.parametrize("lead", [(2,), (3, 2)])
 def test_actor_critic_conv_shapes(lead):
-    net = networks.ActorCritic(num_actions=6, torso="conv")
+    net = networks.ActorCritic(action_dim=6, torso="conv")
     _, (logits, value) = _shapes(net, (1, 10, 10, 4), lead + (10, 10, 4))
     chex.assert_shape(logits, lead + (6,))
     chex.assert_shape(value, lead)
@@ -44,7 +44,7 @@ def test_actor_critic_conv_shapes(lead):
 
 def test_conv_batch_elements_independent():
     """Folding the leading dims in the conv torso must not mix batch elements."""
-    net = networks.ActorCritic(num_actions=3, torso="conv")
+    net = networks.ActorCritic(action_dim=3, torso="conv")
     # Random parameters of the right shapes (compiling the orthogonal initialisers is slow).
     shapes = jax.eval_shape(net.init, jax.random.key(0), jnp.ones((1, 10, 10, 4)))
     rng = np.random.default_rng(0)
@@ -94,7 +94,7 @@ def test_patch_conv_rejects_a_kernel_larger_than_the_input():
 
 def test_conv_torso_keeps_flax_conv_parameter_names():
     """Checkpoints written with nn.Conv layers load into the patch form (and back)."""
-    net = networks.ActorCritic(num_actions=3, torso="conv")
+    net = networks.ActorCritic(action_dim=3, torso="conv")
     shapes = jax.eval_shape(net.init, jax.random.key(0), jnp.ones((1, 10, 10, 4)))
     torso = shapes["params"]["ConvTorso_0"]
     assert set(torso) == {"Conv_0", "Conv_1", "Dense_0"}
@@ -129,7 +129,7 @@ def test_make_actor_critic_auto_torso(env_name, torso, num_actions):
     env = Env(env_name, 1)
     net = networks.make_actor_critic(resolve(Config(env=env_name, hidden=(32,))), env)
     assert net.torso == torso
-    assert net.num_actions == num_actions
+    assert net.action_dim == num_actions and net.discrete
     assert tuple(net.hidden) == (32,)
     qnet = networks.make_q_network(Config(env=env_name), env)
     assert qnet.torso == torso and qnet.num_actions == num_actions
@@ -139,7 +139,8 @@ def test_continuous_actions_get_a_gaussian_actor_critic_and_no_q_network():
     env = Env("Pendulum-v1", 1)
     assert not env.discrete
     net = networks.make_actor_critic(resolve(Config(env="Pendulum-v1")), env)
-    assert isinstance(net, networks.GaussianActorCritic) and net.action_dim == 1
+    assert isinstance(net, networks.ActorCritic) and not net.discrete
+    assert net.action_dim == 1
     with pytest.raises(ValueError, match="resolved"):
         networks.make_actor_critic(Config(env="Pendulum-v1"), env)
     with pytest.raises(ValueError, match="continuous"):
@@ -164,8 +165,8 @@ def test_separate_policy_and_value_networks(env_name):
     shared = networks.make_actor_critic(resolve(Config(env=env_name, hidden=(8, 8))), env)
     sep = networks.make_actor_critic(resolve(Config(env=env_name, hidden=(8, 8),
                                                     shared_torso=False)), env)
-    p_shared = networks.init_actor_critic(shared, jax.random.key(0), env.obs_shape)
-    p_sep = networks.init_actor_critic(sep, jax.random.key(0), env.obs_shape)
+    p_shared = networks.init_params(shared, jax.random.key(0), env.obs_shape)
+    p_sep = networks.init_params(sep, jax.random.key(0), env.obs_shape)
     assert "MLPTorso_1" not in p_shared["params"]
     assert p_sep["params"]["MLPTorso_1"]["Dense_0"]["kernel"].shape == (env.obs_shape[0], 8)
     n = lambda p: sum(x.size for x in jax.tree.leaves(p))  # noqa: E731

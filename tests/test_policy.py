@@ -49,7 +49,7 @@ def fresh_params(config: Config, seed: int):
     if config.algo in ("q1", "sarsa", "nq"):
         return networks.make_q_network(config, env).init(
             key, jnp.zeros((1,) + env.obs_shape, jnp.float32))
-    params = networks.init_actor_critic(networks.make_actor_critic(config, env), key,
+    params = networks.init_params(networks.make_actor_critic(config, env), key,
                                         env.obs_shape)
     if normalization.has_stats(params):
         stats = normalization.get_stats(params)

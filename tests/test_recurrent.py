@@ -45,7 +45,7 @@ def segments():
     several episode ends."""
     env = Env("CartPole-masked-v1", B)
     net = networks.RecurrentActorCritic(action_dim=2, hidden=(16,), lstm_size=LSTM)
-    params = networks.init_actor_critic(net, jax.random.key(0), env.obs_shape)
+    params = networks.init_params(net, jax.random.key(0), env.obs_shape)
     policy = rollout.sampling_policy(net.apply, recurrent=True)
     unroll = jax.jit(lambda s, k: rollout.unroll(env, policy, params, s, k, T))
     s0 = rollout.ActorState(env.reset(jax.random.key(1)), carry=net.initial_carry((B,)))

@@ -36,6 +36,7 @@ import numpy as np
 from flax import linen as nn
 from jax.flatten_util import ravel_pytree
 
+from a3c_jax.algorithms import acting
 from a3c_jax.core import (combine, exploration, losses, networks, normalization, optim,
                           reward_norm, rollout, value_losses)
 from a3c_jax.config.schema import VALUE_ALGOS, Resolved
@@ -94,9 +95,7 @@ class Algorithm:
 
     # --- parameters and actors -----------------------------------------------------------
     def init_params(self, key):
-        if self.is_value:
-            return self.network.init(key, jnp.zeros((1,) + self.env.obs_shape, jnp.float32))
-        return networks.init_actor_critic(self.network, key, self.env.obs_shape)
+        return networks.init_params(self.network, key, self.env.obs_shape)
 
     def init_actor(self, key, eps_final=None) -> rollout.ActorState:
         """An actor's initial state: its environments, plus a zero carry (recurrent), no
@@ -133,9 +132,8 @@ class Algorithm:
 
     def policy(self, actor: rollout.ActorState) -> rollout.Policy:
         """The behaviour policy for ``actor``'s next segment."""
-        if self.is_value:
-            return exploration.epsilon_greedy(self.apply_fn, self.epsilon(actor))
-        return rollout.sampling_policy(self.apply_fn, self.recurrent)
+        return acting.acting_policy(self.network, self.is_value,
+                             self.epsilon(actor) if self.is_value else None)
 
     def unroll(self, params, actor: rollout.ActorState, key):
         return rollout.unroll(self.env, self.policy(actor), params, actor, key, self.t_max,
@@ -184,11 +182,10 @@ def make_algorithm(config: Resolved, num_envs: int, loss_fn: Callable | None = N
                    ) -> Algorithm:
     """The ``Algorithm`` of a resolved ``config`` on ``num_envs`` environments."""
     env = make_env(config.env, num_envs, config, training=True)
+    network = acting.make_network(config, env)
     if config.algo in VALUE_ALGOS:
-        network = networks.make_q_network(config, env)
         default = VALUE_LOSSES[config.algo]
     else:
-        network = networks.make_actor_critic(config, env)
         default = (losses.recurrent_actor_critic_segment_loss
                    if networks.is_recurrent(network) else losses.actor_critic_segment_loss)
     return Algorithm(name=config.algo, env=env, network=network, loss_fn=loss_fn or default,
@@ -232,10 +229,13 @@ class StepLayout:
         """The env steps the segments of a packed output took (last entry)."""
         return int(out[self.num_params + self.num_stats + len(Metrics._fields)])
 
-    def unpack(self, out: np.ndarray) -> StepOut:
+    def split(self, out) -> tuple:
+        """(flat gradient, flat statistics, Metrics) of a packed output, NumPy or traced."""
         p, k = self.num_params, self.num_stats
-        return StepOut(out[:p], out[p:p + k], Metrics(*out[p + k:p + k + len(Metrics._fields)]),
-                       self.steps(out))
+        return out[:p], out[p:p + k], Metrics(*out[p + k:p + k + len(Metrics._fields)])
+
+    def unpack(self, out: np.ndarray) -> StepOut:
+        return StepOut(*self.split(out), self.steps(out))
 
 
 def stats_slice(params) -> tuple[int, int] | None:

@@ -8,10 +8,11 @@ as a ``ValueError`` whose message names the file and what is wrong.
 
 A ``SavedPolicy`` acts through one pure function for every kind of run,
 ``act(params, state, obs, key, greedy) -> (state, action)``, usable inside ``jit``; ``state``
-is the LSTM carry of a recurrent actor-critic and ``None`` otherwise. Greedy actions are the
-argmax of the logits, the Gaussian's mean, or the argmax of the Q-values; sampled actions are
-drawn from the policy's distribution, or, for the value-based methods, epsilon-greedy with
-``SAMPLED_Q_EPSILON``. Continuous actions are returned unclipped (``Env.step`` clips them).
+is the LSTM carry of a recurrent actor-critic and ``None`` otherwise. The network and the
+acting are training's own (``acting.make_network``, ``acting.acting_policy``). Greedy
+actions are the argmax of the logits, the Gaussian's mean, or the argmax of the Q-values;
+sampled actions are drawn from the policy's distribution, or, for the value-based methods,
+epsilon-greedy with ``SAMPLED_Q_EPSILON``. Continuous actions are returned unclipped (``Env.step`` clips them).
 
 ``evaluate`` plays a batch of episodes with one jitted ``lax.scan``: each environment counts
 its first episode only, and an episode still running at the step limit reports its return so
@@ -33,7 +34,8 @@ import numpy as np
 from flax import serialization, traverse_util
 
 from a3c_jax.config import defaults
-from a3c_jax.core import distributions, networks
+from a3c_jax.algorithms import acting
+from a3c_jax.core import networks
 from a3c_jax.shell import files as runlog
 from a3c_jax.config.schema import VALUE_ALGOS, Config
 from a3c_jax.core.envs import Env, make_env
@@ -70,23 +72,11 @@ class SavedPolicy:
 
     def act(self, params, state, obs: jax.Array, key: jax.Array, greedy: bool = True):
         """``(state, action [B, ...])`` for observations ``obs`` [B, *obs_shape]. Pure;
-        ``greedy`` is a Python bool (static under ``jit``)."""
-        if self.kind == "q":
-            q = self.network.apply(params, obs)
-            action = jnp.argmax(q, axis=-1).astype(jnp.int32)
-            if not greedy:
-                k_explore, k_action = jax.random.split(key)
-                uniform = jax.random.randint(k_action, action.shape, 0, q.shape[-1],
-                                             dtype=jnp.int32)
-                explore = jax.random.uniform(k_explore, action.shape) < SAMPLED_Q_EPSILON
-                action = jnp.where(explore, uniform, action)
-            return state, action
-        if self.recurrent:
-            state, (policy_out, _) = self.network.apply(params, state, obs)
-        else:
-            policy_out, _ = self.network.apply(params, obs)
-        dist = distributions.as_distribution(policy_out)
-        return state, dist.mode() if greedy else dist.sample(key)
+        ``greedy`` is a Python bool (static under ``jit``). Training's own acting
+        (``acting.acting_policy``)."""
+        policy = acting.acting_policy(self.network, self.kind == "q", SAMPLED_Q_EPSILON,
+                                         greedy)
+        return policy(params, state, obs, key)
 
 
 def _episode_limit(env: Env) -> int | None:
@@ -96,22 +86,12 @@ def _episode_limit(env: Env) -> int | None:
 
 def _build(config: Config, env: Env) -> SavedPolicy:
     """The policy ``config`` describes for ``env``, without parameters."""
-    if config.algo in VALUE_ALGOS:
-        network, kind = networks.make_q_network(config, env), "q"
-    else:
-        network = networks.make_actor_critic(config, env)
+    network, kind = acting.make_network(config, env), "q"
+    if config.algo not in VALUE_ALGOS:
         kind = ("recurrent-" if config.recurrent else "") + (
             "categorical" if env.discrete else "gaussian")
     return SavedPolicy(config=config, env_name=config.env, kind=kind, network=network,
                        params=None, max_episode_steps=_episode_limit(env))
-
-
-def _init_params(policy: SavedPolicy, key: jax.Array, obs_shape: tuple[int, ...]):
-    """Freshly initialised parameters of ``policy.network`` (with observation statistics
-    when the config normalises observations)."""
-    if policy.kind == "q":
-        return policy.network.init(key, jnp.zeros((1,) + tuple(obs_shape), jnp.float32))
-    return networks.init_actor_critic(policy.network, key, obs_shape)
 
 
 def make_policy(config: Config, params=None, key: jax.Array | None = None) -> SavedPolicy:
@@ -122,7 +102,7 @@ def make_policy(config: Config, params=None, key: jax.Array | None = None) -> Sa
     policy = _build(config, env)
     if params is None:
         key = jax.random.key(0) if key is None else key
-        params = _init_params(policy, key, env.obs_shape)
+        params = networks.init_params(policy.network, key, env.obs_shape)
     return dataclasses.replace(policy, params=params)
 
 

@@ -25,6 +25,11 @@ FINAL_EPSILONS = (0.1, 0.01, 0.5)
 FINAL_EPSILON_PROBS = (0.4, 0.3, 0.3)
 
 
+def greedy_action(q: jax.Array) -> jax.Array:
+    """argmax_a q [..., A] as int32 [...]."""
+    return jnp.argmax(q, axis=-1).astype(jnp.int32)
+
+
 def epsilon_greedy_action(q: jax.Array, epsilon, key: chex.PRNGKey) -> jax.Array:
     """argmax_a q with probability 1 - epsilon, a uniform action otherwise.
 
@@ -38,7 +43,7 @@ def epsilon_greedy_action(q: jax.Array, epsilon, key: chex.PRNGKey) -> jax.Array
     """
     k_explore, k_action = jax.random.split(key)
     batch = q.shape[:-1]
-    greedy = jnp.argmax(q, axis=-1).astype(jnp.int32)
+    greedy = greedy_action(q)
     uniform = jax.random.randint(k_action, batch, 0, q.shape[-1], dtype=jnp.int32)
     explore = jax.random.uniform(k_explore, batch) < epsilon
     return jnp.where(explore, uniform, greedy)
@@ -53,6 +58,15 @@ def epsilon_greedy(apply_fn: Callable, epsilon) -> Policy:
 
     def policy(params, carry, obs, key):
         return carry, epsilon_greedy_action(apply_fn(params, obs), epsilon, key)
+
+    return policy
+
+
+def greedy(apply_fn: Callable) -> Policy:
+    """A ``rollout.Policy`` acting greedily on ``apply_fn(params, obs) -> Q [..., A]``."""
+
+    def policy(params, carry, obs, key):
+        return carry, greedy_action(apply_fn(params, obs))
 
     return policy
 

@@ -11,10 +11,11 @@ incremented right after parameter ``j * stride`` is written, so the probe experi
 same interleavings as the parameters it sits beside (see ``shared.SharedStore``). Elements in
 [skip_start, skip_stop) (observation statistics, merged elsewhere) are left untouched.
 
-The arithmetic is the paper's (``a3c_jax.core.optim``), in float32 with NumPy's order of
-operations (scalars must be passed as ``np.float32``):
-  rmsprop:  g <- a g + (1 - a) d^2;  theta <- theta - lr d / sqrt(g + eps)
-  sgd:      m <- mu m + d;           theta <- theta - lr m
+The arithmetic is the rule of ``a3c_jax.core.optim`` (its constants from ``optim.rule``), in
+float32 and in the rule's order of operations (scalars must be passed as ``np.float32``):
+  rmsprop:  g <- gain d^2 + a g;   theta <- theta + neg_lr ((1 / sqrt(g + eps)) d)
+  sgd:      m <- gain d + mu m;    theta <- theta + neg_lr m
+with gain = 1 - a (RMSProp), 1 (``sgd``) or 1 - mu (``sgd_paper``) and neg_lr = -lr.
 
 Subnormal statistics are flushed to zero, as XLA:CPU flushes them in the synchronous
 optimiser: a term (1 - a) d^2 below float32's smallest normal number (|d| < 1.08e-18 at
@@ -35,8 +36,8 @@ TINY = np.float32(np.finfo(np.float32).tiny)   # the smallest normal float32
 
 
 @numba.njit(nogil=True, cache=True, fastmath=False)
-def rmsprop(theta, g, d, lr, decay, eps, skip_start, skip_stop, probe, stride):
-    one_minus = np.float32(1.0) - decay
+def rmsprop(theta, g, d, neg_lr, decay, one_minus, eps, skip_start, skip_stop, probe,
+            stride):
     # |d| below this: (1 - a) d^2 is subnormal (infinite when a = 1: the term is always 0)
     floor = np.float32(np.sqrt(TINY / one_minus)) if one_minus > 0 else np.float32(np.inf)
     n = theta.shape[0]
@@ -47,11 +48,11 @@ def rmsprop(theta, g, d, lr, decay, eps, skip_start, skip_stop, probe, stride):
             # select first, then square: a select after the product would still compute the
             # subnormal square (compilers evaluate both arms of a branchless select)
             dq = di if abs(di) >= floor else np.float32(0.0)
-            gi = g[i] * decay + one_minus * (dq * dq)
+            gi = one_minus * (dq * dq) + decay * g[i]
             if gi < TINY:
                 gi = np.float32(0.0)
             g[i] = gi
-            theta[i] = theta[i] - lr * di / np.sqrt(gi + eps)
+            theta[i] = theta[i] + neg_lr * ((np.float32(1.0) / np.sqrt(gi + eps)) * di)
         if i % stride == 0 and i // stride < k:
             probe[i // stride] += 1.0
     for j in range((n + stride - 1) // stride, k):   # probe longer than the parameters
@@ -59,16 +60,16 @@ def rmsprop(theta, g, d, lr, decay, eps, skip_start, skip_stop, probe, stride):
 
 
 @numba.njit(nogil=True, cache=True, fastmath=False)
-def sgd(theta, m, d, lr, momentum, skip_start, skip_stop, probe, stride):
+def sgd(theta, m, d, neg_lr, momentum, gain, skip_start, skip_stop, probe, stride):
     n = theta.shape[0]
     k = probe.shape[0]
     for i in range(n):
         if not skip_start <= i < skip_stop:
-            mi = m[i] * momentum + d[i]
+            mi = gain * d[i] + momentum * m[i]
             if abs(mi) < TINY:
                 mi = np.float32(0.0)
             m[i] = mi
-            theta[i] = theta[i] - lr * mi
+            theta[i] = theta[i] + neg_lr * mi
         if i % stride == 0 and i // stride < k:
             probe[i // stride] += 1.0
     for j in range((n + stride - 1) // stride, k):
@@ -84,5 +85,5 @@ def warm_up() -> None:
     theta, buf, d = (np.zeros(4, np.float32) for _ in range(3))
     probe = np.zeros(2, np.float64)
     f = np.float32(0.5)
-    rmsprop(theta, buf, d, f, f, f, 0, 0, probe, 2)
-    sgd(theta, buf, d, f, f, 0, 0, probe, 2)
+    rmsprop(theta, buf, d, f, f, f, f, 0, 0, probe, 2)
+    sgd(theta, buf, d, f, f, f, 0, 0, probe, 2)

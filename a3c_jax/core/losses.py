@@ -44,6 +44,41 @@ def categorical_entropy(logits: jax.Array) -> jax.Array:
     return distributions.Categorical(logits).entropy()
 
 
+def actor_critic_terms(logp_a_t: jax.Array, entropy_t: jax.Array, v_t: jax.Array,
+                       g_t: jax.Array, adv_t: jax.Array | None = None) -> dict:
+    """The per-step terms of the A3C loss on one segment, before any reduction over t:
+
+        policy_loss_t = -log pi(a_t|s_t) * A_t      value_loss_t = (G_t - V(s_t))^2
+        entropy_t     = H(pi(.|s_t))
+
+    with ``A_t = sg(G_t - V(s_t))`` unless ``adv_t`` is given (treated as constants), and
+    ``G_t`` a constant too. Every actor-critic loss is these terms reduced (over t here,
+    ``combine`` over a [T, B] batch in ``segment_loss_from_outputs``), then ``weigh``-ed.
+
+    Args:
+      logp_a_t: [T] log pi(a_t|s_t) of the actions taken (differentiable).
+      entropy_t: [T] H(pi(.|s_t)).
+      v_t: [T] values V(s_t).
+      g_t: [T] bootstrapped returns.
+      adv_t: optional [T] advantages (e.g. standardised ones).
+    Returns:
+      {"policy_loss", "value_loss", "entropy"}: each [T].
+    """
+    chex.assert_rank([logp_a_t, entropy_t, v_t, g_t], 1)
+    chex.assert_equal_shape([logp_a_t, entropy_t, v_t, g_t])
+    g_t = jax.lax.stop_gradient(g_t)
+    adv_t = jax.lax.stop_gradient(g_t - v_t if adv_t is None else adv_t)
+    return {"policy_loss": -logp_a_t * adv_t, "value_loss": jnp.square(g_t - v_t),
+            "entropy": entropy_t}
+
+
+def weigh(terms: dict, value_coef: float, entropy_coef: float) -> tuple[jax.Array, dict]:
+    """(loss, metrics) from reduced terms: policy + value_coef value - entropy_coef entropy."""
+    loss = (terms["policy_loss"] + value_coef * terms["value_loss"]
+            - entropy_coef * terms["entropy"])
+    return loss, {"total": loss, **terms}
+
+
 def actor_critic_loss_logp(logp_a_t: jax.Array, entropy_t: jax.Array, v_t: jax.Array,
                            g_t: jax.Array, *, value_coef: float, entropy_coef: float,
                            reduction: Reduction = "sum", adv_t: jax.Array | None = None
@@ -53,27 +88,13 @@ def actor_critic_loss_logp(logp_a_t: jax.Array, entropy_t: jax.Array, v_t: jax.A
         L = sum_t [ -log pi(a_t|s_t) * A_t  + value_coef * (G_t - V(s_t))^2
                     - entropy_coef * H(pi(.|s_t)) ]
 
-    with ``A_t = sg(G_t - V(s_t))`` unless ``adv_t`` (e.g. standardised advantages) is given;
-    ``sum`` becomes a mean over t when ``reduction == "mean"``. Works for any distribution.
-
-    Args:
-      logp_a_t: [T] log pi(a_t|s_t) of the actions taken (differentiable).
-      entropy_t: [T] H(pi(.|s_t)).
-      v_t: [T] values V(s_t).
-      g_t: [T] bootstrapped returns (treated as constants).
-      adv_t: optional [T] advantages (treated as constants).
+    the terms of ``actor_critic_terms`` (``A_t = sg(G_t - V(s_t))`` unless ``adv_t`` is
+    given); ``sum`` becomes a mean over t when ``reduction == "mean"``. Works for any
+    distribution. Arguments as ``actor_critic_terms``.
     """
-    chex.assert_rank([logp_a_t, entropy_t, v_t, g_t], 1)
-    chex.assert_equal_shape([logp_a_t, entropy_t, v_t, g_t])
-    g_t = jax.lax.stop_gradient(g_t)
-    adv_t = jax.lax.stop_gradient(g_t - v_t if adv_t is None else adv_t)
-    policy_loss = reduce_time(-logp_a_t * adv_t, reduction)
-    value_loss = reduce_time(jnp.square(g_t - v_t), reduction)
-    entropy = reduce_time(entropy_t, reduction)
-    loss = policy_loss + value_coef * value_loss - entropy_coef * entropy
-    metrics = {"total": loss, "policy_loss": policy_loss, "value_loss": value_loss,
-               "entropy": entropy}
-    return loss, metrics
+    terms = actor_critic_terms(logp_a_t, entropy_t, v_t, g_t, adv_t)
+    return weigh({k: reduce_time(x, reduction) for k, x in terms.items()}, value_coef,
+                 entropy_coef)
 
 
 def actor_critic_loss_dist(dist_t: distributions.Distribution, v_t: jax.Array, a_t: jax.Array,
@@ -154,9 +175,9 @@ def segment_loss_from_outputs(policy_out, values: jax.Array, v_next: jax.Array, 
     ``policy_out`` is logits [T, B, A] or a distribution with batch shape [T, B]; ``values``
     [T, B] = V(s_t); ``v_next`` [T, B] = V of each true next state (no gradient). Rewards are
     multiplied by ``cfg.reward_scale``; with ``cfg.adv_norm`` the advantages are standardised
-    over the whole [T, B] batch. Each term (policy, value, entropy) is combined over the
-    batch as ``cfg.combine`` says; the loss is policy + value_coef value - entropy_coef
-    entropy, the same per-step loss as ``actor_critic_loss_logp``.
+    over the whole [T, B] batch. The per-step terms are ``actor_critic_terms`` of each segment
+    (vmapped over B), each combined over the batch as ``cfg.combine`` says, then ``weigh``-ed:
+    ``actor_critic_loss_logp`` summed over segments is this loss with ``combine="sum"``.
     """
     dist = distributions.as_distribution(policy_out)
     v_next = jax.lax.stop_gradient(v_next)
@@ -164,18 +185,15 @@ def segment_loss_from_outputs(policy_out, values: jax.Array, v_next: jax.Array, 
     g = jax.vmap(returns_lib.nstep_returns, in_axes=(1, 1, 1, 1, None, None), out_axes=1)(
         reward, traj.terminated, traj.truncated, v_next, cfg.gamma, cfg.gae_lambda)
     g = jax.lax.stop_gradient(g)
-    adv = jax.lax.stop_gradient(g - values)
     mask = getattr(traj, "mask", None)
+    adv = None   # the terms' own sg(G_t - V(s_t)), unless standardised over the whole batch
     if getattr(cfg, "adv_norm", False):
-        adv = normalize_advantages(adv, mask=mask)
+        adv = normalize_advantages(jax.lax.stop_gradient(g - values), mask=mask)
     how = getattr(cfg, "combine", "sum")
-    policy_loss = combine_lib.combine(-dist.log_prob(traj.action) * adv, mask, how)
-    value_loss = combine_lib.combine(jnp.square(g - values), mask, how)
-    entropy = combine_lib.combine(dist.entropy(), mask, how)
-    loss = policy_loss + cfg.value_coef * value_loss - cfg.entropy_coef * entropy
-    metrics = {"total": loss, "policy_loss": policy_loss, "value_loss": value_loss,
-               "entropy": entropy}
-    return loss, metrics
+    terms = jax.vmap(actor_critic_terms, in_axes=1, out_axes=1)(
+        dist.log_prob(traj.action), dist.entropy(), values, g, adv)   # each [T, B]
+    return weigh({k: combine_lib.combine(x, mask, how) for k, x in terms.items()},
+                 cfg.value_coef, cfg.entropy_coef)
 
 
 def actor_critic_segment_loss(params, apply_fn: Callable, traj, cfg: LossConfig

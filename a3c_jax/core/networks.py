@@ -6,8 +6,8 @@ choice for continuous control, Stable-Baselines3's default), so the value loss n
 reaches the policy's features.
 
 Actor-critics return ``(policy, value)``. The policy output is categorical logits [..., A]
-(``ActorCritic``, discrete actions) or a ``distributions.DiagGaussian`` with a linear mean and
-a softplus variance (``GaussianActorCritic``, continuous actions: the paper's form);
+(discrete actions) or a ``distributions.DiagGaussian`` with a linear mean and a softplus
+variance (continuous actions: the paper's form), one head for both (``_policy_head``);
 ``distributions.as_distribution`` reads either. ``RecurrentActorCritic`` puts an LSTM after the
 torso (the paper's A3C-LSTM) and maps ``(carry, obs) -> (carry, (policy, value))``; its carry
 is reset by the caller at episode boundaries (``rollout.unroll``,
@@ -116,38 +116,23 @@ def _torsos(module: nn.Module, obs: jax.Array) -> tuple[jax.Array, jax.Array]:
 
 
 class ActorCritic(nn.Module):
-    """Returns (policy logits [..., A], value [...]) from one shared torso (or two)."""
-
-    num_actions: int
-    torso: str = "mlp"
-    hidden: Sequence[int] = (64, 64)
-    obs_norm: bool = False
-    shared_torso: bool = True
-
-    @nn.compact
-    def __call__(self, obs: jax.Array) -> tuple[jax.Array, jax.Array]:
-        z_pi, z_v = _torsos(self, obs)
-        logits = _dense(self.num_actions, scale=0.01)(z_pi)
-        value = _dense(1, scale=1.0)(z_v)[..., 0]
-        return logits, value
-
-
-class GaussianActorCritic(nn.Module):
-    """Returns (``DiagGaussian`` over [..., D] actions, value [...]): linear mean, softplus
-    variance (the paper's continuous-control head), one shared torso (or two)."""
+    """Returns (policy, value [...]) from one shared torso (or two): categorical logits
+    [..., A] with ``discrete``, else a ``DiagGaussian`` over [..., D] actions with a linear
+    mean and a softplus variance (the paper's continuous-control head)."""
 
     action_dim: int
+    discrete: bool = True
     torso: str = "mlp"
     hidden: Sequence[int] = (64, 64)
     obs_norm: bool = False
     shared_torso: bool = True
 
     @nn.compact
-    def __call__(self, obs: jax.Array) -> tuple[distributions.DiagGaussian, jax.Array]:
+    def __call__(self, obs: jax.Array) -> tuple[Any, jax.Array]:
         z_pi, z_v = _torsos(self, obs)
-        dist = _policy_head(False, self.action_dim, z_pi)
+        policy = _policy_head(self.discrete, self.action_dim, z_pi)
         value = _dense(1, scale=1.0)(z_v)[..., 0]
-        return dist, value
+        return policy, value
 
 
 LSTMCarry = tuple[jax.Array, jax.Array]
@@ -223,16 +208,14 @@ def make_actor_critic(config, env) -> nn.Module:
         return RecurrentActorCritic(action_dim=env.action_dim, discrete=env.discrete,
                                     torso=torso, hidden=hidden, lstm_size=config.lstm_size,
                                     obs_norm=config.obs_norm)
-    shared = config.shared_torso is not False
-    if env.discrete:
-        return ActorCritic(num_actions=env.num_actions, torso=torso, hidden=hidden,
-                           obs_norm=config.obs_norm, shared_torso=shared)
-    return GaussianActorCritic(action_dim=env.action_dim, torso=torso, hidden=hidden,
-                               obs_norm=config.obs_norm, shared_torso=shared)
+    return ActorCritic(action_dim=env.action_dim, discrete=env.discrete, torso=torso,
+                       hidden=hidden, obs_norm=config.obs_norm,
+                       shared_torso=config.shared_torso is not False)
 
 
-def init_actor_critic(network: nn.Module, key: jax.Array, obs_shape: tuple[int, ...]):
-    """Initial variables of any actor-critic above, from a dummy batch of one observation."""
+def init_params(network: nn.Module, key: jax.Array, obs_shape: tuple[int, ...]):
+    """Initial variables of any network here (actor-critic, recurrent or not, or Q-network),
+    from a dummy batch of one observation (and a zero carry)."""
     dummy = jnp.zeros((1,) + tuple(obs_shape), jnp.float32)
     if is_recurrent(network):
         return network.init(key, network.initial_carry((1,)), dummy)

@@ -1,4 +1,4 @@
-"""The optimiser, in the paper's forms: one spec, one schedule, two ways to apply it.
+"""The optimiser, in the paper's forms: one spec, one rule, three executors of it.
 
 * RMSProp (paper): g <- alpha g + (1 - alpha) d^2;  theta <- theta - lr d / sqrt(g + eps),
   alpha = 0.99, eps inside the square root, no momentum, no centering. ``rmsprop`` shares g
@@ -9,20 +9,33 @@
 * Optional global-norm clipping of the gradient before either.
 * The learning rate falls linearly to 0 at ``anneal_steps`` env steps (``lr_anneal``).
 
-``OptSpec.from_config`` is the one place a resolved ``Config`` becomes optimiser settings.
-The synchronous driver applies the spec through optax (``make_optax``: clipping, then the
-step, with the schedule read at ``update * steps_per_update`` env steps); the asynchronous
-store applies the same step in place on shared NumPy buffers (``apply_in_place``), with the
-schedule read at the update's claim of the global counter T; clipping happens inside the
-worker's jitted step (``clip``), the same optax transformation the sync chain starts with.
-A test checks the two applications agree.
+``OptSpec.from_config`` is the one place a resolved ``Config`` becomes optimiser settings, and
+``rule(spec)`` the one place its constants become float32 (1 - alpha rounded from float64,
+as optax rounds it). Every executor computes, element by element and in this order,
+
+    buf   <- gain * step_term(d) + decay * buf       step_term = d^2 (RMSProp), d (momentum)
+    theta <- theta + (-lr) * u,   u = rsqrt(buf + eps) * d (RMSProp), buf (momentum)
+
+(optax's order of operations, so that the three agree to the last bit or nearly: see the
+test that compares them).
+
+* ``make_optax``: the optax chain of the synchronous driver (clipping, then the step, the
+  schedule read at ``update * steps_per_update`` env steps);
+* ``apply_in_place``: the asynchronous store's numba kernel on shared NumPy buffers
+  (``a3c_jax.core.inplace``), the schedule read at the update's claim of the global counter
+  T; clipping happens inside the worker's jitted step (``clip``, the chain's first piece);
+* ``step``: the pure form on arrays, which the emulated backend applies.
+
+A test holds the three equal on the same gradients.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from typing import Literal
+from typing import Literal, NamedTuple
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 import optax
 
@@ -107,6 +120,41 @@ def make_optax(spec: OptSpec, steps_per_update: int) -> optax.GradientTransforma
     return optax.chain(clip(spec), core)
 
 
+class Rule(NamedTuple):
+    """The float32 constants of a spec's step (module docstring): the statistic's decay (alpha
+    or mu), the new term's gain (1 - alpha for RMSProp and ``sgd_paper``, 1 for ``sgd``) and
+    RMSProp's eps."""
+
+    decay: np.float32
+    gain: np.float32
+    eps: np.float32
+    rms: bool
+
+
+def rule(spec: OptSpec) -> Rule:
+    """The constants of ``spec``'s step. 1 - alpha is taken in float64, then rounded (0.01
+    for alpha = 0.99, as optax computes it, not 0.0099999905 = 1 - float32(0.99))."""
+    f32 = np.float32
+    if spec.name in ("rmsprop", "rmsprop_local"):
+        return Rule(f32(spec.decay), f32(1.0 - spec.decay), f32(spec.eps), True)
+    gain = 1.0 - spec.momentum if spec.name == "sgd_paper" else 1.0
+    return Rule(f32(spec.momentum), f32(gain), f32(0.0), False)
+
+
+def step(spec: OptSpec, theta, buf, d, lr):
+    """One optimiser step, pure: (theta, buf) after the rule (module docstring) on arrays
+    of one shape (a flat vector, or a leaf of a parameter tree), gradient ``d`` already
+    clipped, ``lr`` a number or a traced scalar. ``buf`` is g (RMSProp) or m (momentum)."""
+    c = rule(spec)
+    if c.rms:
+        buf = c.gain * (d * d) + c.decay * buf
+        u = jax.lax.rsqrt(buf + c.eps) * d
+    else:
+        buf = c.gain * d + c.decay * buf
+        u = buf
+    return theta + jnp.asarray(-1 * lr, theta.dtype) * u, buf
+
+
 def apply_in_place(spec: OptSpec, theta: np.ndarray, d: np.ndarray, lr, buf: np.ndarray,
                    probe: np.ndarray | None = None, skip: tuple[int, int] = (0, 0)) -> None:
     """One optimiser step on ``theta`` in place, from gradient ``d`` (already clipped).
@@ -119,14 +167,13 @@ def apply_in_place(spec: OptSpec, theta: np.ndarray, d: np.ndarray, lr, buf: np.
     probe = _NO_PROBE if probe is None else probe
     stride = inplace.probe_stride(theta.shape[0], max(probe.shape[0], 1))
     d = np.ascontiguousarray(d, np.float32)
-    if spec.name in ("rmsprop", "rmsprop_local"):
-        inplace.rmsprop(theta, buf, d, np.float32(lr), np.float32(spec.decay),
-                        np.float32(spec.eps), skip[0], skip[1], probe, stride)
+    c = rule(spec)
+    neg_lr = np.float32(-1 * lr)
+    if c.rms:
+        inplace.rmsprop(theta, buf, d, neg_lr, c.decay, c.gain, c.eps, skip[0], skip[1],
+                        probe, stride)
     else:
-        if spec.name == "sgd_paper":   # m <- alpha m + (1 - alpha) d: the kernel on (1 - alpha) d
-            d = d * np.float32(1.0 - spec.momentum)
-        inplace.sgd(theta, buf, d, np.float32(lr), np.float32(spec.momentum), skip[0],
-                    skip[1], probe, stride)
+        inplace.sgd(theta, buf, d, neg_lr, c.decay, c.gain, skip[0], skip[1], probe, stride)
 
 
 _NO_PROBE = np.zeros(0, np.float64)

@@ -163,18 +163,21 @@ def _unroll_sarsa(env: Env, policy: Policy, params, state: ActorState, key, t_ma
     return state._replace(env=env_state, action=pending), traj
 
 
-def sampling_policy(apply_fn: Callable, recurrent: bool = False) -> Policy:
-    """Sample a ~ pi(.|s) from an actor-critic: ``apply_fn(params, obs) -> (policy, value)``,
-    or ``apply_fn(params, carry, obs) -> (carry, (policy, value))`` when ``recurrent``; the
-    policy output is logits or a distribution (``a3c_jax.core.distributions``); continuous samples
-    are unclipped (the environment clips when stepping)."""
+def sampling_policy(apply_fn: Callable, recurrent: bool = False, greedy: bool = False
+                    ) -> Policy:
+    """Sample a ~ pi(.|s) from an actor-critic (its mode with ``greedy``: the argmax of the
+    logits, the Gaussian's mean): ``apply_fn(params, obs) -> (policy, value)``, or
+    ``apply_fn(params, carry, obs) -> (carry, (policy, value))`` when ``recurrent``; the
+    policy output is logits or a distribution (``a3c_jax.core.distributions``); continuous
+    actions are unclipped (the environment clips when stepping)."""
 
     def policy(params, carry, obs, key):
         if recurrent:
             carry, (policy_out, _) = apply_fn(params, carry, obs)
         else:
             policy_out, _ = apply_fn(params, obs)
-        return carry, distributions.as_distribution(policy_out).sample(key)
+        dist = distributions.as_distribution(policy_out)
+        return carry, dist.mode() if greedy else dist.sample(key)
 
     return policy
 

@@ -7,13 +7,17 @@ transition's reward and flags, and ``q_t`` [T, A] the *target* network's values
 Q(s_{t+1}, .; theta^-) at the true next state (gymnax ``final_observation``, before any
 reset). Targets carry no gradient. Each loss is the squared TD error (y_t - Q(s_t, a_t))^2
 reduced over the segment like the actor-critic loss ("sum" = the paper's accumulated dtheta).
-Segment losses take ``(params, target_params, apply_fn, traj, cfg)`` and combine the squared
-TD errors of the B segments of a [T, B] ``rollout.Trajectory`` as ``cfg.combine`` says
-(``a3c_jax.core.combine``; steps outside until-terminal segments, ``traj.mask``, are skipped).
+Each method's per-step TD errors are one function on one segment (``q_learning_td``,
+``sarsa_td``, ``nstep_q_td``); the rlax-style losses reduce them over t, and the segment
+losses, which take ``(params, target_params, apply_fn, traj, cfg)``, vmap them over the B
+segments of a [T, B] ``rollout.Trajectory`` and combine the squared TD errors as
+``cfg.combine`` says (``a3c_jax.core.combine``; steps outside until-terminal segments,
+``traj.mask``, are skipped).
 """
 
 from __future__ import annotations
 
+import functools
 from typing import Callable
 
 import chex
@@ -25,10 +29,16 @@ from a3c_jax.core import returns as returns_lib
 from a3c_jax.core.losses import LossConfig, Reduction, reduce_time
 
 
-def _td_loss(q_tm1: jax.Array, a_tm1: jax.Array, y_t: jax.Array, reduction: Reduction
-             ) -> tuple[jax.Array, dict]:
+def _td(q_tm1: jax.Array, a_tm1: jax.Array, y_t: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """(TD errors sg(y_t) - Q(s_t, a_t) [T], Q(s_t, a_t) [T])."""
     q_a = jnp.take_along_axis(q_tm1, a_tm1[:, None], axis=-1)[:, 0]
-    td_t = jax.lax.stop_gradient(y_t) - q_a
+    return jax.lax.stop_gradient(y_t) - q_a, q_a
+
+
+def _td_loss(td: tuple[jax.Array, jax.Array], reduction: Reduction
+             ) -> tuple[jax.Array, dict]:
+    """The squared TD errors of one segment reduced over t, with their metrics."""
+    td_t, q_a = td
     loss = reduce_time(jnp.square(td_t), reduction)
     metrics = {"total": loss, "q_loss": loss, "td_abs": jnp.mean(jnp.abs(td_t)),
                "q_mean": jnp.mean(q_a)}
@@ -43,13 +53,13 @@ def _check_q_args(q_tm1, a_tm1, r_t, terminated_t, q_t):
     chex.assert_equal_shape([a_tm1, r_t, terminated_t])
 
 
-def q_learning_loss(q_tm1: jax.Array, a_tm1: jax.Array, r_t: jax.Array,
-                    terminated_t: jax.Array, q_t: jax.Array, *, gamma: float,
-                    reduction: Reduction = "sum") -> tuple[jax.Array, dict]:
-    """One-step Q-learning (paper Algorithm 1), to be minimised.
+def q_learning_td(q_tm1: jax.Array, a_tm1: jax.Array, r_t: jax.Array,
+                  terminated_t: jax.Array, q_t: jax.Array, *, gamma: float
+                  ) -> tuple[jax.Array, jax.Array]:
+    """One-step Q-learning's per-step TD errors (paper Algorithm 1) on one segment:
 
         y_t = r_t + gamma (1 - terminated_t) max_a Q(s_{t+1}, a; theta^-)
-        L   = sum_t (y_t - Q(s_t, a_t; theta))^2          (mean over t with "mean")
+        td_t = sg(y_t) - Q(s_t, a_t; theta)
 
     A truncated step needs no flag: ``q_t`` is already evaluated at the pre-reset state.
 
@@ -60,17 +70,31 @@ def q_learning_loss(q_tm1: jax.Array, a_tm1: jax.Array, r_t: jax.Array,
       terminated_t: [T] bool, the transition ended the MDP.
       q_t: [T, A] Q(s_{t+1}, .; theta^-) at the true next state.
     Returns:
-      (loss, metrics) with ``q_loss`` (= the loss), ``td_abs`` and ``q_mean`` (means over t).
+      (td_t [T], Q(s_t, a_t) [T]).
     """
     _check_q_args(q_tm1, a_tm1, r_t, terminated_t, q_t)
     y_t = returns_lib.one_step_targets(r_t, terminated_t, jnp.max(q_t, axis=-1), gamma)
-    return _td_loss(q_tm1, a_tm1, y_t, reduction)
+    return _td(q_tm1, a_tm1, y_t)
 
 
-def sarsa_loss(q_tm1: jax.Array, a_tm1: jax.Array, r_t: jax.Array, terminated_t: jax.Array,
-               q_t: jax.Array, a_t: jax.Array, *, gamma: float,
-               reduction: Reduction = "sum") -> tuple[jax.Array, dict]:
-    """One-step SARSA, to be minimised.
+def q_learning_loss(q_tm1: jax.Array, a_tm1: jax.Array, r_t: jax.Array,
+                    terminated_t: jax.Array, q_t: jax.Array, *, gamma: float,
+                    reduction: Reduction = "sum") -> tuple[jax.Array, dict]:
+    """One-step Q-learning (paper Algorithm 1), to be minimised: the TD errors of
+    ``q_learning_td`` (same arguments), squared and reduced over the segment,
+
+        L = sum_t (y_t - Q(s_t, a_t; theta))^2          (mean over t with "mean")
+
+    Returns (loss, metrics) with ``q_loss`` (= the loss), ``td_abs`` and ``q_mean`` (means
+    over t).
+    """
+    return _td_loss(q_learning_td(q_tm1, a_tm1, r_t, terminated_t, q_t, gamma=gamma),
+                    reduction)
+
+
+def sarsa_td(q_tm1: jax.Array, a_tm1: jax.Array, r_t: jax.Array, terminated_t: jax.Array,
+             q_t: jax.Array, a_t: jax.Array, *, gamma: float) -> tuple[jax.Array, jax.Array]:
+    """One-step SARSA's per-step TD errors on one segment:
 
         y_t = r_t + gamma (1 - terminated_t) Q(s_{t+1}, a_{t+1}; theta^-)
 
@@ -84,23 +108,42 @@ def sarsa_loss(q_tm1: jax.Array, a_tm1: jax.Array, r_t: jax.Array, terminated_t:
     chex.assert_type(a_t, int)
     q_next = jnp.take_along_axis(q_t, a_t[:, None], axis=-1)[:, 0]
     y_t = returns_lib.one_step_targets(r_t, terminated_t, q_next, gamma)
-    return _td_loss(q_tm1, a_tm1, y_t, reduction)
+    return _td(q_tm1, a_tm1, y_t)
 
 
-def nstep_q_loss(q_tm1: jax.Array, a_tm1: jax.Array, r_t: jax.Array, terminated_t: jax.Array,
-                 truncated_t: jax.Array, q_t: jax.Array, *, gamma: float,
-                 reduction: Reduction = "sum") -> tuple[jax.Array, dict]:
-    """n-step Q-learning (paper supplementary Algorithm S2), to be minimised.
+def sarsa_loss(q_tm1: jax.Array, a_tm1: jax.Array, r_t: jax.Array, terminated_t: jax.Array,
+               q_t: jax.Array, a_t: jax.Array, *, gamma: float,
+               reduction: Reduction = "sum") -> tuple[jax.Array, dict]:
+    """One-step SARSA, to be minimised: ``sarsa_td``'s errors squared, reduced over t."""
+    return _td_loss(sarsa_td(q_tm1, a_tm1, r_t, terminated_t, q_t, a_t, gamma=gamma),
+                    reduction)
+
+
+def nstep_q_td(q_tm1: jax.Array, a_tm1: jax.Array, r_t: jax.Array, terminated_t: jax.Array,
+               truncated_t: jax.Array, q_t: jax.Array, *, gamma: float
+               ) -> tuple[jax.Array, jax.Array]:
+    """n-step Q-learning's per-step TD errors (paper supplementary Algorithm S2):
 
         R_t = r_t + gamma (1 - terminated_t) [ cut_t ? max_a Q(s_{t+1}, a; theta^-) : R_{t+1} ]
-        L   = sum_t (R_t - Q(s_t, a_t; theta))^2
+        td_t = sg(R_t) - Q(s_t, a_t; theta)
 
     with ``cut_t`` = truncated at t, or the last step of the segment (``returns.nstep_q_returns``).
     """
     _check_q_args(q_tm1, a_tm1, r_t, terminated_t, q_t)
     chex.assert_equal_shape([r_t, truncated_t])
     g_t = returns_lib.nstep_q_returns(r_t, terminated_t, truncated_t, q_t, gamma)
-    return _td_loss(q_tm1, a_tm1, g_t, reduction)
+    return _td(q_tm1, a_tm1, g_t)
+
+
+def nstep_q_loss(q_tm1: jax.Array, a_tm1: jax.Array, r_t: jax.Array, terminated_t: jax.Array,
+                 truncated_t: jax.Array, q_t: jax.Array, *, gamma: float,
+                 reduction: Reduction = "sum") -> tuple[jax.Array, dict]:
+    """n-step Q-learning (Algorithm S2), to be minimised: ``nstep_q_td``'s errors squared,
+
+        L = sum_t (R_t - Q(s_t, a_t; theta))^2
+    """
+    return _td_loss(nstep_q_td(q_tm1, a_tm1, r_t, terminated_t, truncated_t, q_t,
+                               gamma=gamma), reduction)
 
 
 def _q_values(params, target_params, apply_fn: Callable, traj):
@@ -110,10 +153,11 @@ def _q_values(params, target_params, apply_fn: Callable, traj):
     return q, q_next
 
 
-def _combined_td_loss(q, y, traj, cfg: LossConfig) -> tuple[jax.Array, dict]:
-    """Squared TD errors (y - Q(s_t, a_t))^2 [T, B] combined as ``cfg.combine`` says."""
-    q_a = jnp.take_along_axis(q, traj.action[..., None].astype(jnp.int32), axis=-1)[..., 0]
-    td = jax.lax.stop_gradient(y) - q_a
+def _combined_td_loss(td_fn: Callable, args: tuple, traj, cfg: LossConfig
+                      ) -> tuple[jax.Array, dict]:
+    """``td_fn(*args, gamma)`` on each of the B segments (args [T, B, ...], vmapped over B),
+    its squared TD errors [T, B] combined as ``cfg.combine`` says."""
+    td, q_a = jax.vmap(functools.partial(td_fn, gamma=cfg.gamma), in_axes=1, out_axes=1)(*args)
     mask = getattr(traj, "mask", None)
     loss = combine_lib.combine(jnp.square(td), mask, getattr(cfg, "combine", "sum"))
     metrics = {"total": loss, "q_loss": loss,
@@ -122,31 +166,33 @@ def _combined_td_loss(q, y, traj, cfg: LossConfig) -> tuple[jax.Array, dict]:
     return loss, metrics
 
 
+def _actions(a: jax.Array) -> jax.Array:
+    return a.astype(jnp.int32)
+
+
 def q_learning_segment_loss(params, target_params, apply_fn: Callable, traj, cfg: LossConfig
                             ) -> tuple[jax.Array, dict]:
-    """One-step Q-learning loss of a [T, B] ``rollout.Trajectory`` (``q_learning_loss`` per
-    step, combined as ``cfg.combine`` says)."""
+    """One-step Q-learning loss of a [T, B] ``rollout.Trajectory`` (``q_learning_td`` per
+    segment, combined as ``cfg.combine`` says)."""
     q, q_next = _q_values(params, target_params, apply_fn, traj)
-    y = returns_lib.one_step_targets(traj.reward, traj.terminated, jnp.max(q_next, axis=-1),
-                                     cfg.gamma)
-    return _combined_td_loss(q, y, traj, cfg)
+    return _combined_td_loss(q_learning_td, (q, _actions(traj.action), traj.reward,
+                                             traj.terminated, q_next), traj, cfg)
 
 
 def sarsa_segment_loss(params, target_params, apply_fn: Callable, traj, cfg: LossConfig
                        ) -> tuple[jax.Array, dict]:
     """One-step SARSA loss of a [T, B] trajectory that also carries ``next_action`` [T, B]
-    (the action at each true next state)."""
+    (the action at each true next state; ``sarsa_td`` per segment)."""
     q, q_next = _q_values(params, target_params, apply_fn, traj)
-    q_sel = jnp.take_along_axis(q_next, traj.next_action[..., None].astype(jnp.int32),
-                                axis=-1)[..., 0]
-    y = returns_lib.one_step_targets(traj.reward, traj.terminated, q_sel, cfg.gamma)
-    return _combined_td_loss(q, y, traj, cfg)
+    return _combined_td_loss(sarsa_td, (q, _actions(traj.action), traj.reward,
+                                        traj.terminated, q_next, _actions(traj.next_action)),
+                             traj, cfg)
 
 
 def nstep_q_segment_loss(params, target_params, apply_fn: Callable, traj, cfg: LossConfig
                          ) -> tuple[jax.Array, dict]:
-    """n-step Q-learning loss of a [T, B] ``rollout.Trajectory`` (Algorithm S2 per segment)."""
+    """n-step Q-learning loss of a [T, B] ``rollout.Trajectory`` (``nstep_q_td`` per
+    segment: Algorithm S2)."""
     q, q_next = _q_values(params, target_params, apply_fn, traj)
-    g = jax.vmap(returns_lib.nstep_q_returns, in_axes=(1, 1, 1, 1, None), out_axes=1)(
-        traj.reward, traj.terminated, traj.truncated, q_next, cfg.gamma)
-    return _combined_td_loss(q, g, traj, cfg)
+    return _combined_td_loss(nstep_q_td, (q, _actions(traj.action), traj.reward,
+                                          traj.terminated, traj.truncated, q_next), traj, cfg)

@@ -13,8 +13,10 @@ element-level races. As on the store,
 * update i claims env steps (i spu, (i + 1) spu] of the global counter T (spu = t_max E); the
   learning rate is read at T before the claim (``optim.OptSpec.lr_at``); the run makes
   ceil(total_steps / spu) updates, as the workers do (a claim needs T < budget);
-* the optimiser statistics are shared (``rmsprop``) or the worker's own (``rmsprop_local``,
-  ``sgd``); gradients are clipped by the worker (``optim.clip_grads``);
+* each update's gradient is the worker's own step (``algorithm.flat_step``: unroll, loss,
+  gradient clipped by ``optim.clip_grads``), and the optimiser step is the rule's pure form
+  (``optim.step``, the arithmetic of the store's in-place kernel); its statistics are
+  shared (``rmsprop``) or the worker's own (``rmsprop_local``, ``sgd``);
 * observation statistics: the segment's own statistics are merged into the current ones;
 * value methods: theta^- <- theta once per multiple of ``target_interval`` a claim crosses;
   an update reads the target as it stood when its read version was current (``target_ring``);
@@ -41,8 +43,8 @@ from typing import Any, Callable, NamedTuple, Sequence
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 from flax import struct
+from jax.flatten_util import ravel_pytree
 
 from a3c_jax.algorithms import interface as algorithm
 from a3c_jax.core import normalization, optim, rollout
@@ -113,7 +115,13 @@ class Emulator:
         self.workers = config.workers
         self.spu = config.steps_per_update
         self.num_updates = -(-config.total_steps // self.spu)
-        self.precond = optim.precondition(self.spec)
+        # the worker's own step on flat vectors (``algorithm.flat_step``), as a thread runs it
+        template = self.algo.init_params(jax.random.key(0))
+        flat, self._unravel = ravel_pytree(template)
+        self.layout = algorithm.StepLayout(int(flat.shape[0]), algorithm.stats_slice(template))
+        self._step = algorithm.flat_step(self.algo, self.spec, self._unravel, self.layout)
+        self._unravel_stats = (ravel_pytree(normalization.get_stats(template))[1]
+                               if self.layout.stats is not None else None)
 
     # --- static sizes ----------------------------------------------------------------------
     def plan(self, schedules: Sequence[np.ndarray], orders: Sequence[np.ndarray] | None = None,
@@ -162,7 +170,7 @@ class Emulator:
                                       W * self.config.envs_per_worker).reshape(W, -1)
         actors = jax.vmap(algo.init_actor)(k_env, eps)
         ring = jax.tree.map(lambda p: jnp.broadcast_to(p, (K,) + p.shape), params)
-        opt = self.precond.init(params)
+        opt = jax.tree.map(jnp.zeros_like, params)   # RMSProp's g or the momentum m
         if not self.spec.uses_shared_stats:
             opt = jax.tree.map(lambda x: jnp.broadcast_to(x, (W,) + x.shape), opt)
         return EmuState(ring=ring, target_ring=ring if algo.with_target else None,
@@ -176,14 +184,14 @@ class Emulator:
 
     # --- one update's gradient, then the block -------------------------------------------
     def _grad(self, params, target, actor, key):
-        key, k_unroll = jax.random.split(key)
-        grads, actor, traj, m = self.algo.segment_grad(params, target, actor, k_unroll)
-        grads = optim.clip_grads(grads, self.spec)
-        stats = None
-        if normalization.has_stats(params):
-            stats = normalization.batch_stats(normalization.get_stats(params), traj.obs,
-                                              traj.mask)
-        return grads, actor, key, stats, m
+        """One update's (clipped gradient, actor, key, segment statistics, metrics): the
+        worker's ``flat_step`` on the read version, its packed output unravelled."""
+        flat_target = None if target is None else ravel_pytree(target)[0]
+        out, actor, key = self._step(ravel_pytree(params)[0], flat_target, actor, key)
+        grad, stats, m = self.layout.split(out)
+        stats = None if self._unravel_stats is None else self._unravel_stats(stats)
+        m = m._replace(episodes=m.episodes.astype(jnp.int32))
+        return self._unravel(grad), actor, key, stats, m
 
     def _apply(self, K: int, carry, x):
         """One optimiser step on the current version (the store's ``apply``), in order."""
@@ -193,10 +201,10 @@ class Emulator:
         cur = take(ring, v % K)
         local = not self.spec.uses_shared_stats
         o = take(opt, w) if local else opt
-        u, o_new = self.precond.update(grads, o, cur)
         lr = self.spec.lr_at(v * self.spu)
-        new = optax.apply_updates(cur, jax.tree.map(
-            lambda d: jnp.array(-1 * lr, dtype=d.dtype) * d, u))
+        stepped = jax.tree.map(lambda p, b, d: optim.step(self.spec, p, b, d, lr), cur, o,
+                               grads)
+        new, o_new = (jax.tree.map(lambda _, pair: pair[i], cur, stepped) for i in (0, 1))
         if stats is not None:
             new = normalization.set_stats(
                 new, normalization.merge_stats(normalization.get_stats(new), stats))
