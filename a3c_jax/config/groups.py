@@ -14,8 +14,9 @@ from __future__ import annotations
 import dataclasses
 from typing import Literal
 
+from a3c_jax.core.optim import OptimizerName  # noqa: F401 - a field type; one definition
+
 Algo = Literal["a2c", "a3c", "q1", "sarsa", "nq"]
-OptimizerName = Literal["rmsprop", "rmsprop_local", "sgd", "sgd_paper"]
 Segments = Literal["fixed", "until-terminal"]
 Combine = Literal["sum", "step-mean", "env-mean"]
 StoreMode = Literal["hogwild", "locked", "overwrite"]

@@ -41,7 +41,8 @@ import optax
 
 from a3c_jax.core import inplace
 
-OptName = Literal["rmsprop", "rmsprop_local", "sgd", "sgd_paper"]
+OptimizerName = Literal["rmsprop", "rmsprop_local", "sgd", "sgd_paper"]
+"""The paper's three optimisers (``sgd_paper`` is momentum SGD as its supplement writes it)."""
 NAMES = ("rmsprop", "rmsprop_local", "sgd", "sgd_paper")
 
 
@@ -50,7 +51,7 @@ class OptSpec:
     """Optimiser settings (see the module docstring); ``lr`` may be a traced value."""
 
     lr: float
-    name: OptName = "rmsprop"
+    name: OptimizerName = "rmsprop"
     decay: float = 0.99
     eps: float = 1e-5
     momentum: float = 0.9

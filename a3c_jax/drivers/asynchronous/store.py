@@ -51,14 +51,14 @@ from __future__ import annotations
 
 import dataclasses
 import threading
-from typing import Any, Literal, NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 
+from a3c_jax.config.groups import StoreMode
 from a3c_jax.core import normalization, optim
 from a3c_jax.core.optim import OptSpec
 
-Mode = Literal["hogwild", "locked", "overwrite"]
 PROBE_SIZE = 4096
 
 
@@ -84,7 +84,7 @@ class LocalOptState:
 class SharedStore:
     """Shared parameters, optimiser statistics, target parameters and counters."""
 
-    def __init__(self, params: np.ndarray, opt: OptSpec, mode: Mode = "hogwild",
+    def __init__(self, params: np.ndarray, opt: OptSpec, mode: StoreMode = "hogwild",
                  with_target: bool = False, memory: "StoreMemory | None" = None):
         if mode not in ("hogwild", "locked", "overwrite"):
             raise ValueError(f"store_mode must be hogwild, locked or overwrite, got {mode!r}")
