@@ -85,7 +85,8 @@ def run_sync(config: Config, loss_fn: Callable | None = None,
     trainer = SyncTrainer(config, loss_fn)
     bar = _progress(config, config.total_steps * len(config.seeds), records_lib.row_label(config))
     try:
-        params, compile_s, interrupted = run_groups(trainer, rd, bar.update, should_stop)
+        with trainer.device_scope():
+            params, compile_s, interrupted = run_groups(trainer, rd, bar.update, should_stop)
     finally:
         bar.close()
     return RunResult(config=config, run_dir=None, rows=rd.sink.rows, params=params,
