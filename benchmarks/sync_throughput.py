@@ -127,13 +127,16 @@ def plain_train(num_envs: int, num_updates: int):
 
 # --- timing ----------------------------------------------------------------------------------
 
-def _timed_jit(fn, key) -> float:
-    """Seconds of one call of ``jit(fn)(key)`` after compiling it."""
+def _timed_jit(fn, key, repeats: int = 1) -> float:
+    """Median seconds of a call of ``jit(fn)(key)``, compiled once before."""
     compiled = jax.jit(fn).lower(key).compile()
     jax.block_until_ready(compiled(key))      # first call: buffers, caches
-    t = time.perf_counter()
-    jax.block_until_ready(compiled(key))
-    return time.perf_counter() - t
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        jax.block_until_ready(compiled(key))
+        times.append(time.perf_counter() - t)
+    return statistics.median(times)
 
 
 def config_for(variant: str, n: int, steps: int) -> Config:
@@ -144,11 +147,12 @@ def config_for(variant: str, n: int, steps: int) -> Config:
     return resolve(c)
 
 
-def package_seconds(path: str, config: Config) -> float:
+def package_seconds(path: str, config: Config, repeats: int) -> float:
     if path == "scan":
-        return _timed_jit(make_train(config).train, jax.random.key(0))
-    rows = run_sync(config).rows            # compile excluded: wall_time_s starts after it
-    return max(r["wall_time_s"] for r in rows)
+        return _timed_jit(make_train(config).train, jax.random.key(0), repeats)
+    # compile excluded: wall_time_s starts after it (each run compiles anew)
+    return statistics.median(max(r["wall_time_s"] for r in run_sync(config).rows)
+                             for _ in range(repeats))
 
 
 def header() -> str:
@@ -171,12 +175,11 @@ def main(a: Args) -> None:
         for n in a.num_envs:
             updates = max(budget // (T_MAX * n), a.min_updates)
             steps = updates * T_MAX * n
-            med = lambda f: steps / statistics.median(f() for _ in range(a.repeats))  # noqa
-            plain = med(lambda: _timed_jit(plain_train(n, updates), jax.random.key(0)))
+            plain = steps / _timed_jit(plain_train(n, updates), jax.random.key(0), a.repeats)
             cells = []
             for v in a.variants:
                 for p in a.paths:
-                    r = med(lambda: package_seconds(p, config_for(v, n, steps)))
+                    r = steps / package_seconds(p, config_for(v, n, steps), a.repeats)
                     cells.append(f"{r:,.0f} | {r / plain:.2f}")
             print(f"| {budget:,} | {n} | {updates} | {plain:,.0f} | " + " | ".join(cells)
                   + " |", flush=True)
