@@ -5,7 +5,7 @@ BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 DEVSTAMP:= $(VENV)/.installed-dev
 
-.PHONY: demo test test-fast bench clean
+.PHONY: demo test test-learning bench clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -23,18 +23,17 @@ $(DEVSTAMP): $(STAMP)
 demo: $(STAMP)
 	$(BIN)/python experiments/compare.py --out runs/demo --overwrite
 
-## test: the import contract (pyproject.toml), then the whole test suite, on 2 processes (files with shared fixtures stay together)
+## test: the import contract (pyproject.toml), then every test but the learning runs, on 2
+## processes (files with shared fixtures stay together), then the serial ones
 PYTEST := $(BIN)/python -m pytest -q -n 2 --dist loadgroup
 test: $(DEVSTAMP)
 	$(BIN)/lint-imports
-	$(PYTEST) -m "not serial" tests
-	$(BIN)/python -m pytest -q -m serial tests
-
-## test-fast: everything but the learning tests
-test-fast: $(DEVSTAMP)
-	$(BIN)/lint-imports
-	$(PYTEST) -m "not learning and not serial" tests
+	$(PYTEST) -m "not serial and not learning" tests
 	$(BIN)/python -m pytest -q -m "serial and not learning" tests
+
+## test-learning: the learning runs (fixed seeds, real thresholds; minutes each); CI runs both
+test-learning: $(DEVSTAMP)
+	$(PYTEST) -m "learning" tests
 
 ## bench: throughput benchmarks (print their figures; never part of the tests)
 bench: $(STAMP)

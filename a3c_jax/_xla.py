@@ -41,3 +41,69 @@ def configure() -> list[str]:
         return []
     os.environ["XLA_FLAGS"] = " ".join([current, *added]).strip()
     return added
+
+
+# --- thread pools of the process backend's workers --------------------------------------------
+# A worker process starts several pools sized to the whole machine, not to the core it runs on:
+# XLA:CPU's intra-op (Eigen) pool and its client pool (both sized by ``NPROC`` when it is set,
+# else by the cores the process may run on), OpenBLAS' and OpenMP's pools (NumPy), and the ALE
+# vector env's threads (``a3c_jax.core.atari``, sized by ``host_cores``). With W workers on C
+# cores each pool gets ``cores_per_worker(W, C)`` threads instead of C.
+
+WORKER_CORES_ENV = "A3C_JAX_WORKER_CORES"   # cores per worker process; "all": leave the pools
+PIN_ENV = "A3C_JAX_PIN_WORKERS"             # "1": pin worker w to cores [w k, (w + 1) k)
+CORES_ENV = "A3C_JAX_CORES"                 # set in a worker: the cores it was given
+POOL_VARS = ("NPROC", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+def cores_per_worker(workers: int, cpus: int, environ=os.environ) -> int | None:
+    """Cores each of ``workers`` processes is given on ``cpus`` cores: ``$A3C_JAX_WORKER_CORES``
+    if set (None for "all": pools as JAX sizes them), else ``max(1, cpus // workers)``."""
+    own = environ.get(WORKER_CORES_ENV, "").strip()
+    if own.lower() == "all":
+        return None
+    if own:
+        return max(1, int(own))
+    return max(1, cpus // max(1, workers))
+
+
+def pool_env(cores: int | None, environ=os.environ) -> dict[str, str]:
+    """The environment variables a worker process given ``cores`` cores starts with (only those
+    that change). A variable the user set already wins, as does ``A3C_JAX_KEEP_XLA_FLAGS``
+    for ``XLA_FLAGS``; ``cores=None`` changes only the Eigen flag's absence (as before)."""
+    out: dict[str, str] = {}
+    flags = environ.get("XLA_FLAGS", "")
+    keep = environ.get("A3C_JAX_KEEP_XLA_FLAGS", "") not in ("", "0")
+    if not keep and "xla_cpu_multi_thread_eigen" not in flags and (cores is None or cores == 1):
+        # one thread: run Eigen's kernels on the calling thread instead of handing them off
+        out["XLA_FLAGS"] = (flags + " --xla_cpu_multi_thread_eigen=false").strip()
+    if cores is None:
+        return out
+    for var in POOL_VARS:
+        if var not in environ:
+            out[var] = str(cores)
+    out[CORES_ENV] = str(cores)
+    return out
+
+
+def worker_cpus(worker: int, cores: int | None, cpus: list[int],
+                environ=os.environ) -> set[int] | None:
+    """The cores worker ``worker`` is pinned to, or None (no pinning): only when
+    ``$A3C_JAX_PIN_WORKERS=1``, ``cores`` is known and the workers fit on ``cpus``
+    (worker w takes ``cpus[w k : (w + 1) k]``, wrapping round)."""
+    if environ.get(PIN_ENV, "") in ("", "0") or cores is None or cores > len(cpus):
+        return None
+    start = (worker * cores) % len(cpus)
+    return {cpus[(start + i) % len(cpus)] for i in range(cores)}
+
+
+def host_cores(environ=os.environ) -> int:
+    """Cores this process may use: ``$A3C_JAX_CORES`` (a process-backend worker's share) or
+    the cores in its affinity mask."""
+    own = environ.get(CORES_ENV, "").strip()
+    if own:
+        return max(1, int(own))
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1

@@ -21,6 +21,7 @@ import time
 
 import tyro
 
+from a3c_jax import _xla
 from a3c_jax.config.schema import Config
 from a3c_jax.drivers.asynchronous.supervisor import train_seed
 from a3c_jax.drivers.asynchronous.worker import AsyncWorker
@@ -73,8 +74,14 @@ def ceiling(a: Args, w: int, e: int) -> float:
     c = _config(a, 1, e, 10 ** 12, "threads")
     procs = [ctx.Process(target=_independent, args=(c.to_dict(), a.seconds, ready, go, out))
              for _ in range(w)]
-    for p in procs:
-        p.start()
+    env = dict(os.environ)
+    try:   # pools sized as the process backend sizes its workers' (a3c_jax._xla.pool_env)
+        os.environ.update(_xla.pool_env(_xla.cores_per_worker(w, len(os.sched_getaffinity(0)))))
+        for p in procs:
+            p.start()
+    finally:
+        os.environ.clear()
+        os.environ.update(env)
     for _ in procs:
         ready.get(timeout=600)
     go.set()

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import os
 from typing import NamedTuple
 
 import jax
@@ -34,6 +33,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.experimental import io_callback
 
+from a3c_jax import _xla
 from a3c_jax.core.env_state import EnvState, StepOut
 
 PREFIX = "ALE/"
@@ -145,7 +145,7 @@ class AtariEnv:
         self.num_actions = num_actions(name)
         self.obs_shape = (SIZE, SIZE, STACK)
         self.params = AtariParams(self.options.max_episode_frames // FRAME_SKIP)
-        self.threads = max(1, min(num_envs, os.cpu_count() or 1))
+        self.threads = max(1, min(num_envs, _xla.host_cores()))  # a worker's share
         self._games: list = []     # keeps every emulator batch a handle points to alive
 
     @property

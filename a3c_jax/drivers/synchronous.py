@@ -20,6 +20,7 @@ The pieces are the ``Algorithm``'s
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 from typing import Any, Callable, NamedTuple
 
@@ -29,7 +30,7 @@ import optax
 from flax import struct
 
 from a3c_jax.algorithms import interface as algorithm
-from a3c_jax.core import optim, rollout
+from a3c_jax.core import optim, placement, rollout
 from a3c_jax.config.schema import Config, Resolved
 from a3c_jax.config.defaults import resolve
 
@@ -80,6 +81,16 @@ class SyncTrainer:
         self.steps_per_update = config.t_max * config.num_envs
         self.num_updates = config.total_steps // self.steps_per_update
         self.optimizer = self.make_optimizer()
+        self.env_device, self.learner_device = placement.placement(
+            config.env, jax.devices(), jax.devices("cpu"))
+
+    def device_scope(self):
+        """The context the run's programs are built and run in. When the games must stay on
+        the host (Atari with a GPU as the default device: ``core.placement``) the whole program
+        runs on the host CPU for now; a learner on the GPU fed by host games is not built."""
+        if placement.split(self.env_device, self.learner_device):
+            return jax.default_device(self.env_device)
+        return contextlib.nullcontext()
 
     def make_optimizer(self, lr=None) -> optax.GradientTransformation:
         """The run's optax chain; ``lr`` (possibly traced) replaces the configured one."""

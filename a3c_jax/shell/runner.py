@@ -66,7 +66,8 @@ def run_sync(config: Config, loss_fn: Callable | None = None,
 
     rd = rd if rd is not None else directory.RunDir(config, None, {})
     trainer = SyncTrainer(config, loss_fn)
-    params, compile_s, interrupted = run_groups(trainer, rd, should_stop=should_stop)
+    with trainer.device_scope():
+        params, compile_s, interrupted = run_groups(trainer, rd, should_stop=should_stop)
     return RunResult(config=config, run_dir=None, rows=rd.sink.rows, params=params,
                      interrupted=interrupted, extras={"compile_s": compile_s})
 

@@ -25,6 +25,14 @@ When the parent dies without cleaning up (SIGKILL, out of memory), a reaper proc
 any phase (warm-up, waiting to start, training); each worker's own watchdog thread
 (``shm.watch_parent``) does the same for itself within ``shm.WATCHDOG_S`` should the reaper
 be gone too.
+
+Thread pools: each worker process is given ``k = cpu_count // W`` cores (at least 1), and
+every pool it starts is sized to them (``a3c_jax._xla.pool_env``: ``NPROC`` for XLA:CPU's pools,
+``OMP/OPENBLAS/MKL_NUM_THREADS``, ``A3C_JAX_CORES`` for the ALE vector env's threads, and
+``--xla_cpu_multi_thread_eigen=false`` when k = 1); sized to the whole machine, 16 workers on
+16 cores ran ~60 threads each (load average 64). Override: ``A3C_JAX_WORKER_CORES=k`` (or
+``all`` to leave the pools as JAX sizes them); a pool variable already in the environment wins.
+``A3C_JAX_PIN_WORKERS=1`` also pins worker w to its own k cores (``os.sched_setaffinity``).
 """
 
 from __future__ import annotations
@@ -37,6 +45,7 @@ import time
 import traceback
 from typing import Callable
 
+from a3c_jax import _xla
 from a3c_jax.drivers.records import UpdateRecord
 from a3c_jax.drivers.asynchronous.store_state import (build_worker, restore_store, store_state,
                                                       worker_points)
@@ -71,7 +80,9 @@ class _QueueRecords(list):
 
 
 def _worker_main(worker: int, seed: int, config_dict: dict, loss_fn, spec: dict, q,
-                 stop, go, start_time, parent_pid: int, points) -> None:
+                 stop, go, start_time, parent_pid: int, points, cpus=None) -> None:
+    if cpus is not None:   # before JAX opens its backend, which sizes pools by the mask
+        os.sched_setaffinity(0, cpus)
     watch_parent(parent_pid, spec)
     for s in (signal.SIGINT, signal.SIGTERM):
         signal.signal(s, signal.SIG_IGN)  # the parent coordinates Ctrl-C and SIGTERM
@@ -148,11 +159,13 @@ class ProcessLaunch(Launch):
         self.ready_timeout_s = ready_timeout_s
         env = dict(os.environ)
         try:
-            _child_env()
+            cores = _child_env(c.workers)
+            cpus = sorted(os.sched_getaffinity(0))
             self.procs = [ctx.Process(target=_worker_main, name=f"a3c-proc-{w}", daemon=True,
                                       args=(w, seed, c.to_dict(), loss_fn, self.shm.spec(),
                                             self.q, self._stop, self.go, self.start_time,
-                                            os.getpid(), worker_points(worker)))
+                                            os.getpid(), worker_points(worker),
+                                            _xla.worker_cpus(w, cores, cpus)))
                           for w in range(c.workers)]
             for p in self.procs:
                 p.start()
@@ -261,9 +274,10 @@ class ProcessLaunch(Launch):
                 self.finished.add(w)
 
 
-def _child_env() -> None:
-    """Environment the spawned workers inherit: one compute thread each, no GPU grab."""
-    flags = os.environ.get("XLA_FLAGS", "")
-    if "xla_cpu_multi_thread_eigen" not in flags:
-        os.environ["XLA_FLAGS"] = (flags + " --xla_cpu_multi_thread_eigen=false").strip()
+def _child_env(workers: int) -> int | None:
+    """Set the environment the spawned workers inherit (the caller restores it): pools sized
+    to each worker's cores (module docstring), no GPU grab. Returns the cores per worker."""
+    cores = _xla.cores_per_worker(workers, len(os.sched_getaffinity(0)))
+    os.environ.update(_xla.pool_env(cores))
     os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
+    return cores
