@@ -278,7 +278,8 @@ class RunDir:
             runinfo.finished(self.path, dict(self.info), "interrupted", signum=signum)
 
     def finish(self, status: str, error: BaseException | None = None,
-               signum: int | None = None) -> None:
+               signum: int | None = None, **outcome) -> None:
         self.sink.close()
         if self.path is not None and self.info:
-            runinfo.finished(self.path, self.info, status, error=error, signum=signum)
+            runinfo.finished(self.path, self.info, status, error=error, signum=signum,
+                             **outcome)
