@@ -50,7 +50,7 @@ def train(tmp_path, *flags) -> tuple[subprocess.CompletedProcess, dict]:
 def test_blow_up_ends_diverged_with_finite_checkpoint(tmp_path, flags):
     got, info = train(tmp_path, *flags)
     assert got.returncode == 1, got.stderr
-    assert "diverged: seed 0" in got.stderr and "at env step" in got.stderr
+    assert "diverged: seed 0" in got.stderr and "env step" in got.stderr
     assert info["status"] == "diverged" and "seed 0" in info["diverged"]
     assert info["nonfinite"]["0"] > 0
     entries = checkpoints.load(tmp_path / "run")
@@ -82,3 +82,19 @@ def test_max_nonfinite_is_validated():
     with pytest.raises(ValueError, match="max_nonfinite"):
         check_config(Config(max_nonfinite=0))
     check_config(Config(max_nonfinite=1))
+
+
+@pytest.mark.parametrize("name", ["rmsprop", "sgd"])
+def test_sync_optimizer_skips_a_nonfinite_gradient(name):
+    from a3c_jax.core import optim
+
+    opt = optim.make_optax(optim.OptSpec(lr=0.1, name=name, max_grad_norm=1.0), 1)
+    p = jnp.ones(3)
+    state = opt.init(p)
+    upd, state = opt.update(jnp.array([1.0, 2.0, 3.0]), state, p)
+    p = p + upd
+    upd, after = opt.update(jnp.array([1.0, jnp.nan, 3.0]), state, p)
+    np.testing.assert_array_equal(upd, 0.0)
+    for a, b in zip(jax.tree.leaves(after.inner_state), jax.tree.leaves(state.inner_state)):
+        np.testing.assert_array_equal(a, b)
+    assert int(after.notfinite_count) == 1 and int(after.total_notfinite) == 1

@@ -22,8 +22,6 @@ from __future__ import annotations
 import dataclasses
 from typing import Callable
 
-import numpy as np
-
 from a3c_jax.drivers import binning, records
 from a3c_jax.drivers.asynchronous.backends.launch import Launch
 from a3c_jax.drivers.asynchronous.store_state import ResumePoint
@@ -86,11 +84,7 @@ def run_seed(worker, seed: int, rd, loss_fn=None,
             raise Interrupted(signum)
         binner.poll()
         if rd.checkpoint_due():
-            save_finite(running.store_state(), False)
-
-    def save_finite(store: dict, done: bool, stopped: bool = False) -> None:
-        if np.isfinite(store["params"]).all():   # else the last finite checkpoint stays
-            save(store, done, stopped)
+            save(running.store_state(), False)
 
     got = train_seed(worker, seed, loss_fn=loss_fn, per_worker=per_worker,
                      on_tick=on_tick, restore=entry["store"] if entry else None)
@@ -98,7 +92,7 @@ def run_seed(worker, seed: int, rd, loss_fn=None,
     if got.store is not None and rd.path is not None:
         diverged = isinstance(got.stopped, Diverged)
         stopped_early = (got.stopped is None and got.T < c.total_steps) or diverged
-        save_finite(got.store, got.stopped is None, stopped_early)
+        save(got.store, got.stopped is None, stopped_early)
     params = worker.unravel(got.flat_params) if got.flat_params is not None else None
     return SeedOutcome(params, got.stopped, records.staleness_summary(binner.records),
                        got.lost, sum(r.nonfinite for r in binner.records))

@@ -69,9 +69,10 @@ def run_sync(config: Config, loss_fn: Callable | None = None,
 
     rd = rd if rd is not None else directory.RunDir(config, None, {})
     trainer = SyncTrainer(config, loss_fn)
-    params, compile_s, interrupted = run_groups(trainer, rd, should_stop=should_stop)
+    params, compile_s, interrupted, divergence = run_groups(trainer, rd,
+                                                            should_stop=should_stop)
     return RunResult(config=config, run_dir=None, rows=rd.sink.rows, params=params,
-                     interrupted=interrupted, extras={"compile_s": compile_s})
+                     interrupted=interrupted, extras={"compile_s": compile_s, **divergence})
 
 
 def run_async(config: Config, loss_fn: Callable | None = None,
