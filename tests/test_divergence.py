@@ -85,16 +85,23 @@ def test_max_nonfinite_is_validated():
 
 
 @pytest.mark.parametrize("name", ["rmsprop", "sgd"])
-def test_sync_optimizer_skips_a_nonfinite_gradient(name):
-    from a3c_jax.core import optim
+def test_sync_update_skips_a_nonfinite_gradient(name):
+    from a3c_jax.drivers.synchronous import make_train
 
-    opt = optim.make_optax(optim.OptSpec(lr=0.1, name=name, max_grad_norm=1.0), 1)
-    p = jnp.ones(3)
-    state = opt.init(p)
-    upd, state = opt.update(jnp.array([1.0, 2.0, 3.0]), state, p)
-    p = p + upd
-    upd, after = opt.update(jnp.array([1.0, jnp.nan, 3.0]), state, p)
-    np.testing.assert_array_equal(upd, 0.0)
-    for a, b in zip(jax.tree.leaves(after.inner_state), jax.tree.leaves(state.inner_state)):
+    trainer = make_train(Config(algo="a2c", num_envs=2, total_steps=400, optimizer=name,
+                                lr=1e-3, obs_norm=False), nan_loss)
+    state = trainer.init(jax.random.key(0))
+    after, _ = jax.jit(lambda s: trainer.run_chunk(s, 3))(state)
+    for a, b in zip(jax.tree.leaves((after.params, after.opt_state)),
+                    jax.tree.leaves((state.params, state.opt_state))):
         np.testing.assert_array_equal(a, b)
-    assert int(after.notfinite_count) == 1 and int(after.total_notfinite) == 1
+    assert int(after.nonfinite) == 3 and int(after.nonfinite_total) == 3
+
+
+def test_emulator_never_applies_a_nonfinite_gradient():
+    from a3c_jax.shell.runner import run
+
+    config = Config(algo="a3c", backend="emulated", total_steps=400, workers=2, lr=1e-3,
+                    progress=False, seeds=(0,))
+    got = run(config, loss_fn=nan_loss, write=False)
+    assert all_finite(jax.device_get(got.params[0]))

@@ -218,8 +218,7 @@ def test_the_three_executors_of_the_rule_agree(name, anneal, clip):
         pure_p, pure_buf = pure(pure_p, pure_buf, d_clipped, jnp.int32(k))
         lr = spec.lr_at(k * steps_per_update)
         optim.apply_in_place(spec, theta, np.asarray(d_clipped), lr, buf)
-        # apply_if_finite around (clip, (preconditioner, ...)): the statistics' state
-        pre = state.inner_state[1][0]
+        pre = state[1][0]   # (clip, (preconditioner, ...)): the statistics' state
         chain_buf = getattr(pre, {"sgd": "trace", "sgd_paper": "ema"}.get(name, "nu"))
         term = np.abs(np.asarray(d_clipped, np.float64)) ** (2 if c.rms else 1)
         buf_mag = c.gain * term + c.decay * buf_mag

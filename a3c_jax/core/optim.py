@@ -20,8 +20,7 @@ as optax rounds it). Every executor computes, element by element and in this ord
 test that compares them).
 
 * ``make_optax``: the optax chain of the synchronous driver (clipping, then the step, the
-  schedule read at ``update * steps_per_update`` env steps), skipping (and counting) an
-  update whose gradient is not finite (``optax.apply_if_finite``);
+  schedule read at ``update * steps_per_update`` env steps);
 * ``apply_in_place``: the asynchronous store's numba kernel on shared NumPy buffers
   (``a3c_jax.core.inplace``), the schedule read at the update's claim of the global counter
   T; clipping happens inside the worker's jitted step (``clip``, the chain's first piece);
@@ -119,13 +118,7 @@ def make_optax(spec: OptSpec, steps_per_update: int) -> optax.GradientTransforma
         core = optax.chain(precondition(spec), optax.scale_by_learning_rate(lr))
     else:
         core = optax.sgd(lr, momentum=spec.momentum)
-    # a non-finite gradient leaves params and state as they were (counted in the state's
-    # notfinite_count, consecutive, and total_notfinite); the driver decides when to stop
-    return optax.apply_if_finite(optax.chain(clip(spec), core), MAX_SKIPS)
-
-
-MAX_SKIPS = 2**31 - 1
-"""``apply_if_finite`` would apply a non-finite update after this many in a row: never."""
+    return optax.chain(clip(spec), core)
 
 
 class Rule(NamedTuple):

@@ -101,10 +101,9 @@ def _restore(state, entries: list[dict]):
 
 def skipped(state) -> tuple[np.ndarray, np.ndarray]:
     """Per seed of a group's state: (consecutive, total) updates skipped for a non-finite
-    gradient (``optim.make_optax``'s ``apply_if_finite`` state)."""
-    s = jax.device_get(state.opt_state)
-    return (np.asarray(s.notfinite_count).reshape(-1),
-            np.asarray(s.total_notfinite).reshape(-1))
+    gradient (``TrainState.nonfinite``, ``nonfinite_total``)."""
+    return (np.asarray(jax.device_get(state.nonfinite)).reshape(-1),
+            np.asarray(jax.device_get(state.nonfinite_total)).reshape(-1))
 
 
 def run_groups(trainer, rd, should_stop: Callable[[], bool] = lambda: False
