@@ -200,13 +200,14 @@ def make_algorithm(config: Resolved, num_envs: int, loss_fn: Callable | None = N
 # --- the flat step of an asynchronous worker -----------------------------------------------
 
 class StepOut(NamedTuple):
-    """A worker step's result, named: the flat gradient, the segment's observation
-    statistics in their flat layout (empty without observation normalisation), metrics."""
+    """A worker step's result: flat gradient, observation statistics (flat; empty without
+    them), metrics, env steps taken (``Algorithm.steps_taken``), gradient all finite."""
 
     grad: np.ndarray
     stats: np.ndarray
     metrics: Metrics
-    steps: int = 0            # env steps the segments took (``Algorithm.steps_taken``)
+    steps: int = 0
+    finite: bool = True
 
 
 @dataclasses.dataclass(frozen=True)
@@ -229,13 +230,15 @@ class StepLayout:
         """The env steps the segments of a packed output took (last entry)."""
         return int(out[self.num_params + self.num_stats + len(Metrics._fields)])
 
+    def finite(self, out: np.ndarray) -> bool:   # the entry after the steps
+        return bool(out[self.num_params + self.num_stats + len(Metrics._fields) + 1] > 0)
     def split(self, out) -> tuple:
         """(flat gradient, flat statistics, Metrics) of a packed output, NumPy or traced."""
         p, k = self.num_params, self.num_stats
         return out[:p], out[p:p + k], Metrics(*out[p + k:p + k + len(Metrics._fields)])
 
     def unpack(self, out: np.ndarray) -> StepOut:
-        return StepOut(*self.split(out), self.steps(out))
+        return StepOut(*self.split(out), self.steps(out), self.finite(out))
 
 
 def stats_slice(params) -> tuple[int, int] | None:
@@ -262,7 +265,8 @@ def flat_step(algo: Algorithm, spec: optim.OptSpec, unravel: Callable,
     is clipped here (``optim.clip``). With observation statistics, the statistics of the
     segment's observations alone follow the gradient, for the worker to merge into the
     store's current statistics (the gradient is zero there). The metrics follow, then the
-    env steps the segments took (``StepLayout.steps``).
+    env steps the segments took (``StepLayout.steps``), then 1 if every gradient entry is
+    finite, else 0 (``StepLayout.finite``; not the squared norm: it overflows at 1.8e19).
     """
 
     def step(flat_params, flat_target, actor, key):
@@ -276,7 +280,8 @@ def flat_step(algo: Algorithm, spec: optim.OptSpec, unravel: Callable,
             own = normalization.get_stats(params)
             parts.append(ravel_pytree(normalization.batch_stats(own, traj.obs, traj.mask))[0])
         parts.append(jnp.stack([jnp.asarray(x, jnp.float32) for x in metrics]
-                               + [algo.steps_taken(traj).astype(jnp.float32)]))
+                               + [algo.steps_taken(traj).astype(jnp.float32),
+                                  jnp.all(jnp.isfinite(flat_grad)).astype(jnp.float32)]))
         return jnp.concatenate(parts), actor, key
 
     return step

@@ -22,7 +22,8 @@ from a3c_jax.drivers.asynchronous.worker import WorkerError
 
 def main(argv: list[str] | None = None) -> int:
     """Exit status: 0 done, 2 bad input (nothing written), 130 / 143 interrupted by SIGINT /
-    SIGTERM (everything gathered is written), 1 the run failed (run.json holds the error)."""
+    SIGTERM (everything gathered is written), 1 the run failed or diverged (run.json holds the
+    error, or the divergence)."""
     config = cli.parse_config(argv, description=__doc__)
     if config.resume:   # the run's own config; the flags given here change it
         config = cli.parse_config(argv, description=__doc__,
@@ -45,6 +46,10 @@ def main(argv: list[str] | None = None) -> int:
     except Exception:  # noqa: BLE001 - reported, with its traceback, as a failed run
         traceback.print_exc()
         print(f"error: the run failed (see {config.out}/run.json)", file=sys.stderr)
+        return 1
+    if result.extras.get("diverged"):
+        print(f"error: {result.extras['diverged']}\n(the last finite checkpoint is kept in "
+              f"{config.out})", file=sys.stderr)
         return 1
     print(progress.summary_line(result))
     return signals.exit_code_of(result.extras.get("signal")) if result.interrupted else 0

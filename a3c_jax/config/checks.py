@@ -15,7 +15,8 @@ COMBINES = ("sum", "step-mean", "env-mean")   # a3c_jax.core.combine.COMBINES
 SWITCHES = ("obs_norm", "adv_norm", "recurrent", "reward_norm", "shared_torso")
 ACTOR_CRITIC_ONLY = ("recurrent", "obs_norm", "adv_norm")
 POSITIVE_INTS = ("total_steps", "num_envs", "workers", "envs_per_worker", "t_max",
-                 "eps_anneal_steps", "target_interval", "stop_window", "lstm_size")
+                 "eps_anneal_steps", "target_interval", "stop_window", "lstm_size",
+                 "max_nonfinite")
 FINITE = ("lr", "gamma", "gae_lambda", "rms_decay", "rms_eps", "momentum", "max_grad_norm",
           "value_coef", "entropy_coef", "eps_final", "stop_return", "reward_scale")
 

@@ -136,6 +136,9 @@ class Optimisation:
     """Momentum mu of sgd, or alpha of sgd_paper."""
     max_grad_norm: float = 0.0
     """Clip gradients to this global norm; 0 disables clipping."""
+    max_nonfinite: int = 5
+    """A gradient with a NaN or infinite entry is never applied (the update is skipped and
+    counted); after this many consecutive skipped updates the run stops as diverged."""
 
 
 @dataclasses.dataclass(frozen=True)

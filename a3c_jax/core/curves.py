@@ -17,7 +17,7 @@ import numpy as np
 METRIC_COLUMNS = ("algo", "seed", "env_steps", "wall_time_s", "episode_return", "episodes",
                   "policy_loss", "value_loss", "entropy", "total_loss", "staleness")
 UPDATE_COLUMNS = ("seed", "worker", "update", "env_steps", "wall_time_s", "version_read",
-                  "version_written", "staleness", "return_sum", "episodes")
+                  "version_written", "staleness", "return_sum", "episodes", "nonfinite")
 
 
 class RowSums(NamedTuple):

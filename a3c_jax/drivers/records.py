@@ -38,6 +38,7 @@ class UpdateRecord(NamedTuple):
     value_loss: float
     entropy: float
     total_loss: float
+    nonfinite: int = 0    # 1: the gradient was not finite, nothing was written
 
 
 def log_interval(config: Config) -> int:

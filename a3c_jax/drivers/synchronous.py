@@ -45,6 +45,8 @@ class TrainState:
     target_params: Any = None   # value-based methods: theta^-
     env_steps: Any = None       # int32 env steps taken (fewer than updates * t_max * N with
                                 # until-terminal segments)
+    nonfinite: Any = 0          # int32 updates skipped in a row for a non-finite gradient
+    nonfinite_total: Any = 0    # int32 updates skipped in all
 
 
 class UpdateMetrics(NamedTuple):
@@ -106,7 +108,9 @@ class SyncTrainer:
                           actor=self.algo.init_actor(k_env, eps), key=k_run,
                           update=jnp.zeros((), jnp.int32),
                           target_params=params if self.algo.with_target else None,
-                          env_steps=jnp.zeros((), jnp.int32))
+                          env_steps=jnp.zeros((), jnp.int32),
+                          nonfinite=jnp.zeros((), jnp.int32),
+                          nonfinite_total=jnp.zeros((), jnp.int32))
 
     def update(self, state: TrainState, optimizer=None) -> tuple[TrainState, UpdateMetrics]:
         optimizer = optimizer or self.optimizer
@@ -115,6 +119,12 @@ class SyncTrainer:
                                                        state.actor, k_unroll)
         updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
+        # a non-finite gradient is never applied: params and optimiser state stay as they
+        # were (selected after the step, so a finite update's arithmetic is unchanged)
+        finite = jnp.all(jnp.stack([jnp.all(jnp.isfinite(g)) for g in jax.tree.leaves(grads)]))
+        params, opt_state = jax.tree.map(lambda a, b: jnp.where(finite, a, b),
+                                         (params, opt_state), (state.params, state.opt_state))
+        skipped = 1 - finite.astype(jnp.int32)
         params = self.algo.post_update(params, traj)
         n = state.update + 1
         before = state.env_steps
@@ -125,7 +135,9 @@ class SyncTrainer:
             crossed = after // interval != before // interval
             target = jax.tree.map(lambda p, t: jnp.where(crossed, p, t), params, target)
         new_state = TrainState(params=params, opt_state=opt_state, actor=actor, key=key,
-                               update=n, target_params=target, env_steps=after)
+                               update=n, target_params=target, env_steps=after,
+                               nonfinite=(state.nonfinite + skipped) * skipped,
+                               nonfinite_total=state.nonfinite_total + skipped)
         return new_state, update_metrics(m, after)
 
     def run_chunk(self, state: TrainState, num_updates: int, lr=None
@@ -196,7 +208,9 @@ class SyncTrainer:
             actor=jax.tree.map(lambda x: place(x, True), state.actor),
             key=place(state.key, False), update=place(state.update, False),
             target_params=jax.tree.map(lambda x: place(x, False), state.target_params),
-            env_steps=place(state.env_steps, False))
+            env_steps=place(state.env_steps, False),
+            nonfinite=place(state.nonfinite, False),
+            nonfinite_total=place(state.nonfinite_total, False))
 
 
 def make_train(config: Config, loss_fn: Callable | None = None) -> SyncTrainer:

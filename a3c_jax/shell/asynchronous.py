@@ -11,8 +11,9 @@
   (``a3c_jax.shell.checkpoints``; what a resume restores exactly is said in
   ``a3c_jax.drivers.asynchronous.store_state``).
 
-When the seed ends (budget, early stop, interruption, failure) the rest of its records are
-binned and the store's final state is checkpointed. A resumed seed starts its store from the
+When the seed ends (budget, early stop, divergence, interruption, failure) the rest of its
+records are binned and the store's final state is checkpointed, unless its parameters are not
+finite (the last finite checkpoint stays). A resumed seed starts its store from the
 checkpoint, continues its records' clock (``wall_time_s``) and per-worker update indices.
 """
 
@@ -25,6 +26,7 @@ from a3c_jax.drivers import binning, records
 from a3c_jax.drivers.asynchronous.backends.launch import Launch
 from a3c_jax.drivers.asynchronous.store_state import ResumePoint
 from a3c_jax.drivers.asynchronous.supervisor import train_seed
+from a3c_jax.drivers.asynchronous.worker import Diverged
 from a3c_jax.shell import checkpoints
 from a3c_jax.shell.signals import Interrupted
 
@@ -35,6 +37,7 @@ class SeedOutcome:
     stopped: BaseException | None    # KeyboardInterrupt / WorkerError, as train_seed gives
     staleness: dict
     lost: dict
+    nonfinite: int = 0               # updates skipped for a non-finite gradient
 
 
 def resume_points(config, rd) -> dict[int, ResumePoint]:
@@ -87,9 +90,10 @@ def run_seed(worker, seed: int, rd, loss_fn=None,
                      on_tick=on_tick, restore=entry["store"] if entry else None)
     binner.finish()
     if got.store is not None and rd.path is not None:
-        stopped_early = got.stopped is None and got.T < c.total_steps
+        diverged = isinstance(got.stopped, Diverged)
+        stopped_early = (got.stopped is None and got.T < c.total_steps) or diverged
         save(got.store, got.stopped is None, stopped_early)
     params = worker.unravel(got.flat_params) if got.flat_params is not None else None
     return SeedOutcome(params, got.stopped, records.staleness_summary(binner.records),
-                       got.lost)
+                       got.lost, sum(r.nonfinite for r in binner.records))
 

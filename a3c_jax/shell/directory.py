@@ -31,6 +31,9 @@ import tempfile
 import time
 from pathlib import Path
 
+import jax
+import numpy as np
+
 from a3c_jax.core import curves
 from a3c_jax.shell import checkpoints, sink as rowsink, info as runinfo, files as runlog
 from a3c_jax.config.checks import check_loss_fn
@@ -260,7 +263,10 @@ class RunDir:
 
     def checkpoint(self, updates: dict[int, tuple[dict, object]]) -> None:
         """Save ``{seed: (entry, params)}`` (with the entries of the other seeds) and each
-        seed's parameters; the curves are flushed first, so they reach the checkpoint."""
+        seed's parameters; the curves are flushed first, so they reach the checkpoint. A seed
+        whose parameters are not finite is left out: its last finite checkpoint stays."""
+        updates = {s: u for s, u in updates.items()
+                   if all(np.isfinite(x).all() for x in jax.tree.leaves(u[1]))}
         self.entries.update({s: e for s, (e, _) in updates.items()})
         self.last_checkpoint = time.monotonic()
         if self.path is None:
@@ -278,7 +284,8 @@ class RunDir:
             runinfo.finished(self.path, dict(self.info), "interrupted", signum=signum)
 
     def finish(self, status: str, error: BaseException | None = None,
-               signum: int | None = None) -> None:
+               signum: int | None = None, **outcome) -> None:
         self.sink.close()
         if self.path is not None and self.info:
-            runinfo.finished(self.path, self.info, status, error=error, signum=signum)
+            runinfo.finished(self.path, self.info, status, error=error, signum=signum,
+                             **outcome)

@@ -2,8 +2,9 @@
 
 Written atomically when the run starts (``status`` "running") and again when it ends:
 
-* ``status``: running, completed, interrupted (``signal``: SIGINT or SIGTERM) or failed
-  (``error``: the exception's type and message); a run killed with SIGKILL or by the
+* ``status``: running, completed, interrupted (``signal``: SIGINT or SIGTERM), diverged
+  (``diverged``: which seed, at which env step) or failed (``error``: the exception's type
+  and message); ``nonfinite``: per seed, the updates skipped for a non-finite gradient; a run killed with SIGKILL or by the
   out-of-memory killer stays "running" with a ``pid`` that no longer exists;
 * ``started`` / ``ended`` (ISO 8601, local time with offset), ``pid``, ``host``, ``argv`` (the
   command line), ``total_steps``, ``resume`` (whether this invocation continued a run);
@@ -30,7 +31,7 @@ from a3c_jax.shell import files as runlog
 FILENAME = "run.json"
 INT_COLUMNS = {"metrics.csv": ("seed", "env_steps", "episodes"),
                "updates.csv": ("seed", "worker", "update", "env_steps", "version_read",
-                               "version_written", "staleness")}
+                               "version_written", "staleness", "nonfinite")}
 
 
 def _now() -> str:
@@ -98,13 +99,16 @@ def started(run_dir: Path, config, argv=None) -> dict:
 
 
 def finished(run_dir: Path, info: dict, status: str, error: BaseException | None = None,
-             signum: int | None = None) -> None:
+             signum: int | None = None, diverged: str | None = None,
+             nonfinite: dict | None = None) -> None:
     """Rewrite run.json with the run's outcome."""
     import signal
 
     info.update(status=status, ended=_now(),
                 signal=None if signum is None else signal.Signals(signum).name,
-                error=None if error is None else f"{type(error).__name__}: {error}")
+                error=None if error is None else f"{type(error).__name__}: {error}",
+                diverged=diverged,
+                nonfinite={str(s): int(n) for s, n in (nonfinite or {}).items()})
     _write(run_dir, info)
 
 

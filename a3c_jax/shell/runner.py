@@ -34,6 +34,9 @@ import signal
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+import jax
+import numpy as np
+
 from a3c_jax.config.defaults import resolve
 from a3c_jax.config.schema import Config, Resolved
 from a3c_jax.core import curves
@@ -67,9 +70,10 @@ def run_sync(config: Config, loss_fn: Callable | None = None,
     rd = rd if rd is not None else directory.RunDir(config, None, {})
     trainer = SyncTrainer(config, loss_fn)
     with trainer.device_scope():
-        params, compile_s, interrupted = run_groups(trainer, rd, should_stop=should_stop)
+        params, compile_s, interrupted, divergence = run_groups(trainer, rd,
+                                                                should_stop=should_stop)
     return RunResult(config=config, run_dir=None, rows=rd.sink.rows, params=params,
-                     interrupted=interrupted, extras={"compile_s": compile_s})
+                     interrupted=interrupted, extras={"compile_s": compile_s, **divergence})
 
 
 def run_async(config: Config, loss_fn: Callable | None = None,
@@ -81,6 +85,7 @@ def run_async(config: Config, loss_fn: Callable | None = None,
 
     from a3c_jax.shell.asynchronous import resume_points, run_seed
     from a3c_jax.drivers.asynchronous.store_state import ResumedWorker
+    from a3c_jax.drivers.asynchronous.worker import Diverged
 
     rd = rd if rd is not None else directory.RunDir(config, None, {})
     worker = ResumedWorker(config, loss_fn, resume_points(config, rd))
@@ -95,7 +100,7 @@ def run_async(config: Config, loss_fn: Callable | None = None,
         worker.compile()
         rd.sink.phase("train")   # other backends compile in their workers: the rows say when
     params: dict[int, Any] = {}
-    extras: dict = {"staleness": {}, "lost": {}, "backend": config.backend,
+    extras: dict = {"staleness": {}, "lost": {}, "nonfinite": {}, "backend": config.backend,
                     "compile_s": time.perf_counter() - t_compile}
     interrupted = False
     failure: BaseException | None = None
@@ -109,6 +114,10 @@ def run_async(config: Config, loss_fn: Callable | None = None,
                 params[seed] = got.params
             extras["staleness"][seed] = got.staleness
             extras["lost"][seed] = got.lost
+            extras["nonfinite"][seed] = got.nonfinite
+            if isinstance(got.stopped, Diverged):
+                extras["diverged"] = str(got.stopped)
+                break
             if isinstance(got.stopped, KeyboardInterrupt):
                 interrupted = True
                 break
@@ -156,7 +165,8 @@ def write_run(result: RunResult) -> None:
                                                            int(r["version_written"])))
         files.write_csv(run_dir / "updates.csv", curves.UPDATE_COLUMNS, urows)
     for seed, p in result.params.items():
-        files.save_params(run_dir, seed, p)
+        if all(np.isfinite(x).all() for x in jax.tree.leaves(p)):   # never save a NaN
+            files.save_params(run_dir, seed, p)
     if result.rows:
         figure.plot_run(result.rows, run_dir / "returns.png",
                           title=f"{result.config.algo} on {result.config.env}")
@@ -206,10 +216,12 @@ def run(config: Config, loss_fn: Callable | None = None, write: bool = True,
         except BaseException as exc:
             rd.finish("failed", error=exc)
             raise
-        status = ("failed" if failure is not None
-                  else "interrupted" if result.interrupted else "completed")
+        diverged = result.extras.get("diverged")
+        status = ("failed" if failure is not None else "interrupted" if result.interrupted
+                  else "diverged" if diverged else "completed")
         rd.finish(status, error=failure,
-                  signum=sig.received if result.interrupted else None)
+                  signum=sig.received if result.interrupted else None,
+                  diverged=diverged, nonfinite=result.extras.get("nonfinite"))
     if failure is not None:
         raise failure
     return result

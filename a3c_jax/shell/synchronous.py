@@ -99,10 +99,19 @@ def _restore(state, entries: list[dict]):
     return checkpoints.from_host(state, leaves)
 
 
+def skipped(state) -> tuple[np.ndarray, np.ndarray]:
+    """Per seed of a group's state: (consecutive, total) updates skipped for a non-finite
+    gradient (``TrainState.nonfinite``, ``nonfinite_total``)."""
+    return (np.asarray(jax.device_get(state.nonfinite)).reshape(-1),
+            np.asarray(jax.device_get(state.nonfinite_total)).reshape(-1))
+
+
 def run_groups(trainer, rd, should_stop: Callable[[], bool] = lambda: False
-               ) -> tuple[dict, float, bool]:
+               ) -> tuple[dict, float, bool, dict]:
     """Train every group of seeds of ``trainer.config`` feeding ``rd`` (a ``directory.RunDir``);
-    (final parameters per seed, compile seconds, interrupted)."""
+    (final parameters per seed, compile seconds, interrupted, divergence: ``nonfinite``
+    skipped updates per seed and ``diverged``, the message of the first seed with
+    ``max_nonfinite`` in a row, checked after each call, or None)."""
     c = trainer.config
     spu, total = trainer.steps_per_update, trainer.num_updates
     chunk = max(records.log_interval(c) // spu, 1)
@@ -112,8 +121,9 @@ def run_groups(trainer, rd, should_stop: Callable[[], bool] = lambda: False
     compiled: dict[int, Callable] = {}
     params: dict = {}
     compile_s, interrupted = 0.0, False
+    divergence: dict = {"nonfinite": {}, "diverged": None}
     for group in seed_groups(c):
-        if interrupted or should_stop():
+        if interrupted or divergence["diverged"] or should_stop():
             interrupted = True
             break
         state = init(jax.vmap(jax.random.key)(jnp.asarray(group)))
@@ -159,6 +169,14 @@ def run_groups(trainer, rd, should_stop: Callable[[], bool] = lambda: False
                     rate = n / max(now - t_call, 1e-6)
                     done += n
                     acc = tot if acc is None else jax.tree.map(np.add, acc, tot)
+                    bad = np.flatnonzero(skipped(state)[0] >= c.max_nonfinite)
+                    if bad.size:
+                        at = np.asarray(jax.device_get(state.env_steps)).reshape(-1)
+                        divergence["diverged"] = (
+                            f"diverged: seed {group[bad[0]]}: {c.max_nonfinite} consecutive "
+                            f"non-finite gradients by env step {int(at[bad[0]])}")
+                        stopped = True
+                        break
                     if (done % chunk == 0 or done == total
                             or (c.log_seconds > 0 and now - row_t >= c.log_seconds)):
                         emit(now)
@@ -180,9 +198,11 @@ def run_groups(trainer, rd, should_stop: Callable[[], bool] = lambda: False
             _checkpoint(rd, group, state, done, wall0, resumes,
                         finished=done >= total, stopped=stopped)
         final = jax.device_get(state.params)
+        total_skipped = skipped(state)[1]
         for i, seed in enumerate(group):
             params[seed] = jax.tree.map(lambda x, i=i: x[i], final)
-    return params, compile_s, interrupted
+            divergence["nonfinite"][seed] = int(total_skipped[i])
+    return params, compile_s, interrupted, divergence
 
 
 def _checkpoint(rd, group, state, done: int, wall: float, resumes: int,

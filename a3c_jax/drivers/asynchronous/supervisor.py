@@ -22,7 +22,7 @@ from typing import Callable
 from a3c_jax.drivers.records import UpdateRecord, make_monitor
 from a3c_jax.drivers.asynchronous.backends.launch import Launch
 from a3c_jax.drivers.asynchronous.store import SharedStore
-from a3c_jax.drivers.asynchronous.worker import AsyncWorker, WorkerError
+from a3c_jax.drivers.asynchronous.worker import AsyncWorker, Diverged, WorkerError
 
 
 @dataclasses.dataclass
@@ -33,7 +33,7 @@ class SeedRun:
     lost: dict                       # the store's lost-update accounting
     T: int                           # the global step counter at the end
     records: list[UpdateRecord]
-    stopped: BaseException | None    # KeyboardInterrupt or WorkerError, if one happened
+    stopped: BaseException | None    # KeyboardInterrupt, WorkerError or Diverged, if one
     store: dict | None = None        # the store's final buffers and counters (resume)
 
 
@@ -87,7 +87,8 @@ def train_seed(worker: AsyncWorker, seed: int, on_progress: Callable[[int], None
             if monitor is not None and monitor.reached():
                 running.stop()
     except (KeyboardInterrupt, WorkerError) as exc:
-        stopped = exc
+        # a worker that diverged stops the seed as a result, not as a failure
+        stopped = exc.__cause__ if isinstance(exc.__cause__, Diverged) else exc
     finally:
         final = running.close() if running is not None else (None, {}, 0)
     flat, lost, T = final

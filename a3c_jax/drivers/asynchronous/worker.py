@@ -13,7 +13,9 @@ budget, each iteration:
   3. calls the jitted step: unroll t_max steps with theta' (sampling from pi, or
      epsilon-greedy with this worker's annealed epsilons), the method's loss, its gradient
      (clipped if configured) — the same pure functions as the synchronous driver;
-  4. writes the update into the store: the optimiser step (``optim.apply_in_place``, shared
+  4. unless the gradient has a NaN or an infinity (then the update is skipped and recorded
+     with ``nonfinite`` = 1; ``max_nonfinite`` in a row raise ``Diverged``), writes the
+     update into the store: the optimiser step (``optim.apply_in_place``, shared
      RMSProp by default) is applied to the shared values as they are at write time, with the
      learning rate at T_before; observation statistics, if any, are merged exactly;
   5. appends an ``UpdateRecord`` (versions read and written, staleness, metrics). A
@@ -56,6 +58,16 @@ class WorkerError(RuntimeError):
                          + (f"\n--- worker {worker} traceback ---\n{tb}" if tb else ""))
         self.worker = worker
         self.traceback = tb
+
+
+class Diverged(RuntimeError):
+    """``max_nonfinite`` consecutive updates of one worker had a non-finite gradient (none
+    was written: the store holds the last finite parameters)."""
+
+    def __init__(self, seed: int, worker: int, env_steps: int, count: int):
+        super().__init__(f"diverged: seed {seed}, worker {worker}: {count} consecutive "
+                         f"non-finite gradients at env step {env_steps}")
+        self.seed, self.worker, self.env_steps = seed, worker, env_steps
 
 
 def async_parts(config: Resolved, loss_fn: Callable | None, who: str, what: str
@@ -175,6 +187,7 @@ class AsyncWorker:
             if layout.stats is not None:
                 store.protect(*layout.stats)
             u = 0
+            skipped = 0   # consecutive updates skipped for a non-finite gradient
             credit = 0   # steps claimed from T that no segment has taken yet (until-terminal)
             while not stop.is_set():
                 t0 = now()
@@ -192,6 +205,16 @@ class AsyncWorker:
                 t3 = now()
                 res = layout.unpack(out_host)
                 credit -= res.steps
+                if not res.finite:   # never written: one NaN would reach every worker
+                    skipped += 1
+                    records.append(UpdateRecord(worker, u, after, clock(), snap.version,
+                                                snap.version, 0,
+                                                *layout.metrics_list(out_host), nonfinite=1))
+                    u += 1
+                    if skipped >= c.max_nonfinite:
+                        raise Diverged(seed, worker, after, skipped)
+                    continue
+                skipped = 0
                 rec = store.apply(res.grad, snap, local, t=before)
                 if layout.stats is not None:
                     store.merge_stats(layout.stats[0], res.stats)

@@ -205,6 +205,11 @@ class Emulator:
         stepped = jax.tree.map(lambda p, b, d: optim.step(self.spec, p, b, d, lr), cur, o,
                                grads)
         new, o_new = (jax.tree.map(lambda _, pair: pair[i], cur, stepped) for i in (0, 1))
+        # a non-finite gradient is never applied (as on the store): the version it would
+        # have written holds the current parameters and statistics unchanged
+        finite = jnp.all(jnp.stack([jnp.all(jnp.isfinite(d)) for d in jax.tree.leaves(grads)]))
+        new, o_new = (jax.tree.map(lambda a, b: jnp.where(finite, a, b), x, y)
+                      for x, y in ((new, cur), (o_new, o)))
         if stats is not None:
             new = normalization.set_stats(
                 new, normalization.merge_stats(normalization.get_stats(new), stats))
