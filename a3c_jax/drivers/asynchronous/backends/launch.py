@@ -11,9 +11,11 @@ backend: the records, rows and checkpoints above it are the same for all of them
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
+
+from a3c_jax.drivers.asynchronous.store_state import store_state
 
 
 class Launch(Protocol):
@@ -52,3 +54,23 @@ class Launch(Protocol):
         memory, actors); returns (final flat float32 parameters [P], the store's lost-update
         accounting, T). Safe after a failure and safe to call again."""
         ...
+
+
+class LocalStoreLaunch(Launch):
+    """A launch whose store this process reads directly: the thread backend's, and the
+    process backend's shared-memory store mapped here. Its counter, its early stop and its
+    snapshots come from the store and one stop event; a subclass sets ``store`` and
+    ``_stop`` and writes ``poll`` and ``close``."""
+
+    store: Any
+    _stop: Any   # a threading or multiprocessing Event the worker loops watch
+
+    @property
+    def T(self) -> int:
+        return self.store.T
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def store_state(self) -> dict:
+        return store_state(self.store)

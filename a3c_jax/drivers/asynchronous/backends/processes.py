@@ -50,7 +50,7 @@ from a3c_jax.drivers.records import UpdateRecord
 from a3c_jax.drivers.asynchronous.store_state import (build_worker, restore_store, store_state,
                                                       worker_points)
 from a3c_jax.drivers.asynchronous.store import SharedStore
-from a3c_jax.drivers.asynchronous.backends.launch import Launch
+from a3c_jax.drivers.asynchronous.backends.launch import LocalStoreLaunch
 from a3c_jax.drivers.asynchronous.backends.shared_memory import (SHM_PREFIX, Reaper,
                                                                  SharedMemoryStore, attach,
                                                                  watch_parent)  # noqa: F401
@@ -122,7 +122,7 @@ class WorkerProcessError(WorkerError):
     """A worker process raised or died."""
 
 
-class ProcessLaunch(Launch):
+class ProcessLaunch(LocalStoreLaunch):
     """One seed's W worker processes (``launch.Launch``); ``on_start`` receives the processes
     once all have started training (tests use it); ``restore`` is a ``resume.store_state`` to
     start the store from."""
@@ -220,17 +220,6 @@ class ProcessLaunch(Launch):
                 how = (f"killed by signal {signal.Signals(-code).name}" if code < 0
                        else f"exit code {code}")
                 raise WorkerProcessError(i, f"worker process died ({how})")
-
-    @property
-    def T(self) -> int:
-        return self.store.T
-
-    def stop(self) -> None:
-        self._stop.set()
-
-    def store_state(self) -> dict:
-        """A lock-free snapshot of the store (for a periodic checkpoint)."""
-        return store_state(self.store)
 
     def close(self) -> tuple:
         """Stop and reap every worker, gather the last records, release the segments;

@@ -19,13 +19,13 @@ import threading
 import time
 import traceback
 
-from a3c_jax.drivers.asynchronous.backends.launch import Launch
+from a3c_jax.drivers.asynchronous.backends.launch import LocalStoreLaunch
 from a3c_jax.drivers.asynchronous.store_state import restore_store, store_state
 from a3c_jax.drivers.asynchronous.store import SharedStore
 from a3c_jax.drivers.asynchronous.worker import AsyncWorker, WorkerError
 
 
-class ThreadLaunch(Launch):
+class ThreadLaunch(LocalStoreLaunch):
     """One seed's W worker threads (``launch.Launch``); ``restore`` is a
     ``store_state.store_state`` to start the store from."""
 
@@ -67,17 +67,6 @@ class ThreadLaunch(Launch):
             i, exc, tb = self._errors[0]
             raise WorkerError(i, f"{type(exc).__name__}: {exc}", tb) from exc
         return any(t.is_alive() for t in self.threads)
-
-    @property
-    def T(self) -> int:
-        return self.store.T
-
-    def stop(self) -> None:
-        self._stop.set()
-
-    def store_state(self) -> dict:
-        """A lock-free snapshot of the store (for a periodic checkpoint)."""
-        return store_state(self.store)
 
     def close(self) -> tuple:
         """Stop and join every worker; (final flat params, lost-update accounting, T)."""
