@@ -54,7 +54,9 @@ def plot_comparison(df: pd.DataFrame, path: str | os.PathLike, stat: str = "mean
     order = analysis.label_order(df, by)
     colors = {m: f"C{i}" for i, m in enumerate(order)}
     ends = analysis.curve_ends(df, by)
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    # the legend goes under the panels: labels naming options are too long to sit on a curve
+    below = 0.25 + 0.2 * (len(order) + (threshold is not None))   # inches under the panels
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2 + below))
     seeds = set()
     for ax, x in zip(axes, ("env_steps", "wall_time_s")):
         grid = analysis.interpolate(df, x=x, by=by, num=num)
@@ -70,12 +72,14 @@ def plot_comparison(df: pd.DataFrame, path: str | os.PathLike, stat: str = "mean
             ax.axhline(threshold, color="0.5", ls="--", lw=0.8, label=f"threshold {threshold:g}")
         ax.set_xlabel(_X_LABELS[x])
         over = "" if seeds == {1} else f"{stat} over seeds, "
-        ax.set_ylabel(f"episode return ({over}{curves.window_text(window_steps)})")
+        ax.set_ylabel(f"episode return\n({over}{curves.window_text(window_steps)})")
         ax.grid(alpha=0.3)
-    axes[0].legend(fontsize="small", loc="best")
+    legend = axes[0].legend(fontsize="small", loc="lower left", frameon=False,
+                            bbox_to_anchor=(0.02, 0.0), bbox_transform=fig.transFigure)
+    legend.set_in_layout(False)   # it has its strip under the panels (tight_layout's rect)
     env = ", ".join(sorted(map(str, df["env"].unique()))) if "env" in df else ""
     fig.suptitle(title or _comparison_title(env, stat, ci, seeds))
-    fig.tight_layout()
+    fig.tight_layout(rect=(0.0, below / (4.2 + below), 1.0, 1.0))
     return save_figure(fig, path)
 
 
@@ -113,7 +117,7 @@ def plot_panels_by_steps(df: pd.DataFrame, path: str | os.PathLike, panel: str,
         ax.set_xlabel(_X_LABELS["env_steps"])
         ax.grid(alpha=0.3)
         ax.legend(fontsize="small", loc="lower right")
-    axes[0][0].set_ylabel(f"episode return ({stat} over seeds, "
+    axes[0][0].set_ylabel(f"episode return\n({stat} over seeds, "
                           f"{curves.window_text(window_steps)})")
     if title:
         fig.suptitle(title)

@@ -205,9 +205,9 @@ def budget_warnings(table: pd.DataFrame) -> list[str]:
     if "env_steps_min" not in table.columns:
         return []
     return [f"{row.iloc[0]}: its curves end between {fmt_cell(row['env_steps_min'])} and "
-            f"{fmt_cell(row['env_steps_max'])} env steps (uneven budgets: an early stop, an "
-            f"interrupted run); its curve stops at {fmt_cell(row['env_steps_min'])} and its "
-            f"final return averages each curve's own last 10%"
+            f"{fmt_cell(row['env_steps_max'])} env steps (uneven budgets, e.g. an early stop "
+            f"or an interrupted run); its curve stops at {fmt_cell(row['env_steps_min'])} and "
+            f"its final return averages each curve's own last 10%"
             for _, row in table.iterrows()
             if row["env_steps_min"] < UNEVEN * row["env_steps_max"]]
 
