@@ -75,15 +75,17 @@ def main(argv: list[str] | None = None) -> int:
             print("interrupted", file=sys.stderr)
             return 130
     dirs = [c.out for c in runs.values()]
-    df = analysis.load_runs(dirs, labels=[how for _, how in runs])
+    df = analysis.load_runs(dirs, labels=[f"{seg} / {how}" for seg, how in runs])
     seg_of = {c.out: seg for (seg, _), c in runs.items()}
+    how_of = {c.out: how for (_, how), c in runs.items()}
     df["segments"] = df["run_dir"].map(seg_of)
     out = Path(a.out)
+    # one panel per segments, a line per combine: the same colour for a combine in each panel
     fig = plotting.plot_panels_by_steps(
-        df, out / "segments.png", panel="segments", threshold=a.threshold,
+        df.assign(method=df["run_dir"].map(how_of)), out / "segments.png", panel="segments",
+        threshold=a.threshold,
         title=f"{a.algo} on {a.env}, N = {a.num_envs}: segments and how an update combines "
               "them")
-    df["method"] = df["segments"] + " / " + df["method"]
     table = tables.summary_table(df, threshold=a.threshold)
     tables.write_summary(table, out)
     print(tables.summary_markdown(table))

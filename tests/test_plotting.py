@@ -33,7 +33,7 @@ def runs(tmp_path_factory):
     shutil.copytree(root / "a2c", root / "a3c")
     path = root / "a3c" / "config.json"
     data = json.loads(path.read_text())
-    data.update(algo="a3c", workers=2, envs_per_worker=1, backend="threads")
+    data.update(algo="a3c", workers=2, envs_per_worker=1, backend="threads")  # a2c records sync
     path.write_text(json.dumps(data))
     return root
 
@@ -287,3 +287,48 @@ def test_lr_table_summarises_a_sweep():
     md = tables.to_markdown(table)
     assert md.splitlines()[0].startswith("| algo | runs | mean final return")
     assert "| a2c | 4 | 45 | 35 | 100 | 0.001 |" in md
+
+
+def _lucky_curve(total_steps: int) -> pd.DataFrame:
+    """One seed's rows every 2000 env steps to ``total_steps``: one episode per row of return
+    20, one lucky episode of 500 at 6000 env steps, and 500 from 40k env steps on."""
+    steps = np.arange(1, total_steps // 2000 + 1) * 2000.0
+    ret = np.where(steps >= 40_000, 500.0, 20.0)
+    ret[steps == 6000] = 500.0
+    return pd.DataFrame({"algo": "a2c", "seed": 0, "env_steps": steps,
+                         "wall_time_s": steps / 1000, "episode_return": ret, "episodes": 1,
+                         "staleness": 0.0, "run": "r", "run_dir": "r", "method": "a2c",
+                         "env": "CartPole-v1", "workers": 2, "envs_per_worker": 1,
+                         "num_envs": 16, "total_envs": 16, "lr": 5e-3,
+                         "total_steps": total_steps})
+
+
+def test_steps_to_threshold_and_curve_do_not_depend_on_the_budget(monkeypatch, tmp_path):
+    """The same run gives the same numbers in a 60k and a 300k table: the window is 10k env
+    steps (``curves.SMOOTH_WINDOW``), not a fraction of the budget, so the lucky episode at
+    6000 env steps is averaged with its neighbours whatever the budget."""
+    short, long = _lucky_curve(60_000), _lucky_curve(300_000)
+    rows = {n: tables.summary_table(df, threshold=475.0, n_boot=50).iloc[0]
+            for n, df in (("short", short), ("long", long))}
+    # window of 10k = 5 rows: (k 500 + (5 - k) 20) / 5 >= 475 needs k = 5, the row at 48k
+    assert rows["short"]["steps_to_threshold"] == rows["long"]["steps_to_threshold"] == 48_000
+    assert rows["short"]["window_steps"] == rows["long"]["window_steps"] == curves.SMOOTH_WINDOW
+    sm_short = analysis.smoothed(short)["smoothed"].to_numpy()
+    sm_long = analysis.smoothed(long)["smoothed"].to_numpy()
+    np.testing.assert_array_equal(sm_short, sm_long[:len(sm_short)])
+    # and said so: in the table's caption and in the figure's axis label
+    assert "smoothed over 10k env steps" in tables.summary_markdown(
+        tables.summary_table(short, threshold=475.0, n_boot=50))
+    figs = _figures(monkeypatch)
+    plotting.plot_comparison(short, "unused.png", n_boot=50)
+    assert "smoothed over 10k env steps" in figs[-1].axes[0].get_ylabel()
+    from a3c_jax.shell import figure
+
+    monkeypatch.setattr(figure, "save_figure", lambda fig, path: figs.append(fig) or fig)
+    figure.plot_run(short.to_dict("records"), "unused.png")
+    assert len(figs) == 2 and "smoothed over 10k env steps" in figs[-1].axes[0].get_ylabel()
+
+
+def test_window_text():
+    assert curves.window_text(10_000) == "smoothed over 10k env steps"
+    assert [curves.steps_text(n) for n in (500, 2500, 1_200_000)] == ["500", "2.5k", "1.2M"]

@@ -74,8 +74,11 @@ def test_compare_both_algorithms_from_one_base_config(tmp_path):
     assert (a2c["algo"], a2c["num_envs"]) == ("a2c", 4)
     differ = {k for k in a3c if a3c[k] != a2c[k]}
     # lr is an auto field resolved per driver (config.json holds the resolved value): A2C
-    # averages N t_max steps per update, A3C t_max E, so their defaults differ
-    assert differ <= {"algo", "num_envs", "workers", "envs_per_worker", "out", "vmap_seeds", "lr"}
+    # averages N t_max steps per update, A3C t_max E, so their defaults differ; a2c records
+    # the driver it ran on as backend sync
+    assert differ <= {"algo", "num_envs", "workers", "envs_per_worker", "out", "vmap_seeds", "lr",
+                      "backend"}
+    assert (a3c["backend"], a2c["backend"]) == ("threads", "sync")
     assert a3c["lr"] == defaults.AUTO_DEFAULTS["discrete_async"]["lr"]
     assert a2c["lr"] == defaults.AUTO_DEFAULTS["discrete"]["lr"]
     table = pd.read_csv(tmp_path / "summary.csv")

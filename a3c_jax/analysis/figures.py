@@ -31,36 +31,55 @@ from a3c_jax.shell.figure import plot_run, run_series, save_figure  # noqa: E402
 _X_LABELS = {"env_steps": "environment steps", "wall_time_s": "wall-clock seconds"}
 
 
+def _legend_label(label, n: int, ends: pd.DataFrame) -> str:
+    """'a2c N=16 (3 seeds)'; when the group's curves end at uneven env steps
+    (``tables.UNEVEN``), also where its curve is cut: '(3 seeds; cut at 60k of 300k env
+    steps)'."""
+    lo, hi = ends.loc[label, "env_steps_min"], ends.loc[label, "env_steps_max"]
+    cut = (f"; cut at {curves.steps_text(lo)} of {curves.steps_text(hi)} env steps"
+           if lo < tables.UNEVEN * hi else "")
+    return f"{label} ({analysis.seeds_label(n)}{cut})"
+
+
 def plot_comparison(df: pd.DataFrame, path: str | os.PathLike, stat: str = "mean",
                     by: str = "method", threshold: float | None = None, title: str | None = None,
                     num: int = 200, n_boot: int = 2000, ci: float = 0.95,
-                    window_frac: float = 0.02) -> Path:
-    """Two panels: smoothed return against env steps and against wall-clock seconds, one line
-    (``stat`` over seeds) and a bootstrapped ``ci`` band per ``by`` group; ``threshold``, if
-    given, is a dashed line with its own legend entry."""
-    df = analysis.with_smoothed(df, window_frac)
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
-    colors = {m: f"C{i}" for i, m in enumerate(sorted(df[by].unique()))}
+                    window_steps: float = curves.SMOOTH_WINDOW) -> Path:
+    """Two panels: return smoothed over ``window_steps`` env steps (the y label says so)
+    against env steps and against wall-clock seconds, one line (``stat`` over seeds) and a
+    bootstrapped ``ci`` band per ``by`` group, in ``label_order``; ``threshold``, if given,
+    is a dashed line with its own legend entry. A group whose curves end at uneven env steps
+    says in the legend where its curve is cut."""
+    df = analysis.with_smoothed(df, window_steps)
+    order = analysis.label_order(df, by)
+    colors = {m: f"C{i}" for i, m in enumerate(order)}
+    ends = analysis.curve_ends(df, by)
+    # the legend goes under the panels: labels naming options are too long to sit on a curve
+    below = 0.25 + 0.2 * (len(order) + (threshold is not None))   # inches under the panels
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2 + below))
     seeds = set()
     for ax, x in zip(axes, ("env_steps", "wall_time_s")):
-        curves = analysis.interpolate(df, x=x, by=by, num=num)
-        agg = analysis.aggregate_curves(curves, x=x, by=by, stat=stat, n_boot=n_boot, ci=ci)
-        for label, g in agg.groupby(by, sort=True):
+        grid = analysis.interpolate(df, x=x, by=by, num=num)
+        agg = analysis.aggregate_curves(grid, x=x, by=by, stat=stat, n_boot=n_boot, ci=ci)
+        for label in order:
+            g = agg[agg[by] == label]
             n = int(g["n"].iloc[0])
             seeds.add(n)
             ax.plot(g[x], g["estimate"], color=colors[label],
-                    label=f"{label} ({analysis.seeds_label(n)})")
+                    label=_legend_label(label, n, ends))
             ax.fill_between(g[x], g["lo"], g["hi"], color=colors[label], alpha=0.25, lw=0)
         if threshold is not None:
             ax.axhline(threshold, color="0.5", ls="--", lw=0.8, label=f"threshold {threshold:g}")
         ax.set_xlabel(_X_LABELS[x])
         over = "" if seeds == {1} else f"{stat} over seeds, "
-        ax.set_ylabel(f"episode return ({over}smoothed)")
+        ax.set_ylabel(f"episode return\n({over}{curves.window_text(window_steps)})")
         ax.grid(alpha=0.3)
-    axes[0].legend(fontsize="small", loc="best")
+    legend = axes[0].legend(fontsize="small", loc="lower left", frameon=False,
+                            bbox_to_anchor=(0.02, 0.0), bbox_transform=fig.transFigure)
+    legend.set_in_layout(False)   # it has its strip under the panels (tight_layout's rect)
     env = ", ".join(sorted(map(str, df["env"].unique()))) if "env" in df else ""
     fig.suptitle(title or _comparison_title(env, stat, ci, seeds))
-    fig.tight_layout()
+    fig.tight_layout(rect=(0.0, below / (4.2 + below), 1.0, 1.0))
     return save_figure(fig, path)
 
 
@@ -68,24 +87,28 @@ def plot_panels_by_steps(df: pd.DataFrame, path: str | os.PathLike, panel: str,
                          by: str = "method", stat: str = "mean",
                          threshold: float | None = None, title: str | None = None,
                          num: int = 200, n_boot: int = 2000, ci: float = 0.95,
-                         window_frac: float = 0.02) -> Path:
-    """Smoothed return against env steps, one panel per value of the column ``panel`` (e.g.
-    the segments), one line (``stat`` over seeds) and a bootstrapped band per ``by`` group,
-    the same colour for a group in every panel; the panels share the y axis."""
-    df = analysis.with_smoothed(df, window_frac)
+                         window_steps: float = curves.SMOOTH_WINDOW) -> Path:
+    """Return smoothed over ``window_steps`` env steps against env steps, one panel per value
+    of the column ``panel`` (e.g. the segments), one line (``stat`` over seeds) and a
+    bootstrapped band per ``by`` group, the same colour for a group in every panel; the
+    panels share the y axis."""
+    df = analysis.with_smoothed(df, window_steps)
     panels = sorted(df[panel].unique())
     fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 4.2), sharey=True,
                              squeeze=False)
-    colors = {m: f"C{i}" for i, m in enumerate(sorted(df[by].unique()))}
+    order = analysis.label_order(df, by)
+    colors = {m: f"C{i}" for i, m in enumerate(order)}
     for ax, value in zip(axes[0], panels):
         sub = df[df[panel] == value]
-        curves = analysis.interpolate(sub, x="env_steps", by=by, num=num)
-        agg = analysis.aggregate_curves(curves, x="env_steps", by=by, stat=stat,
+        grid = analysis.interpolate(sub, x="env_steps", by=by, num=num)
+        agg = analysis.aggregate_curves(grid, x="env_steps", by=by, stat=stat,
                                         n_boot=n_boot, ci=ci)
-        for label, g in agg.groupby(by, sort=True):
+        ends = analysis.curve_ends(sub, by)
+        for label in [m for m in order if m in set(agg[by])]:
+            g = agg[agg[by] == label]
             n = int(g["n"].iloc[0])
             ax.plot(g["env_steps"], g["estimate"], color=colors[label],
-                    label=f"{label} ({analysis.seeds_label(n)})")
+                    label=_legend_label(label, n, ends))
             ax.fill_between(g["env_steps"], g["lo"], g["hi"], color=colors[label], alpha=0.2,
                             lw=0)
         if threshold is not None:
@@ -94,7 +117,8 @@ def plot_panels_by_steps(df: pd.DataFrame, path: str | os.PathLike, panel: str,
         ax.set_xlabel(_X_LABELS["env_steps"])
         ax.grid(alpha=0.3)
         ax.legend(fontsize="small", loc="lower right")
-    axes[0][0].set_ylabel(f"episode return ({stat} over seeds, smoothed)")
+    axes[0][0].set_ylabel(f"episode return\n({stat} over seeds, "
+                          f"{curves.window_text(window_steps)})")
     if title:
         fig.suptitle(title)
     fig.tight_layout()

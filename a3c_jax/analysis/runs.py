@@ -6,7 +6,8 @@ per metrics.csv row. Curves are smoothed per (run, seed) on the env-step axis, t
 onto a common grid of env steps or of wall-clock seconds, and aggregated over seeds (mean or
 IQM) only where every seed has a value, so a band never mixes seeds that stopped with seeds
 still running. The bootstrap uses a fixed rng, so tables and figures are reproducible. The
-final return of a curve is ``curves.final_return`` (also importable from here).
+final return of a curve is ``curves.final_return`` (also importable from here). How runs are
+named, and which may be pooled under one name, is ``labels``'.
 
 Tables built from these (summaries, speedups) are in ``tables``; figures in ``plotting``.
 """
@@ -21,11 +22,12 @@ from typing import Callable, Sequence
 import numpy as np
 import pandas as pd
 
+from a3c_jax.analysis import labels as naming
 from a3c_jax.core import curves
 from a3c_jax.core.curves import final_return  # noqa: F401 - the commands' name for it
 
-RUN_COLUMNS = ("run", "run_dir", "method", "env", "workers", "envs_per_worker", "num_envs",
-               "total_envs", "lr", "t_max", "total_steps")
+RUN_COLUMNS = ("run", "run_dir", "run_index", "method", "env", "workers", "envs_per_worker",
+               "num_envs", "total_envs", "lr", "t_max", "total_steps")
 STATS = ("mean", "iqm")
 CURVE_KEY = ["run_dir", "seed"]  # one learning curve; run_dir, since run names may repeat
 
@@ -37,59 +39,40 @@ def keyed(df: pd.DataFrame) -> pd.DataFrame:
     return df.assign(run_dir=df["run"] if "run" in df.columns else "run")
 
 
-def is_sync(config: dict) -> bool:
-    """Whether a run's config trained on the synchronous driver (a2c, or backend sync)."""
-    return config["algo"] == "a2c" or config.get("backend") == "sync"
-
-
-def run_label(config: dict) -> str:
-    """The method a run trained, as its rows name it: a2c, a3c, nq, nq_sync..."""
-    if not is_sync(config):
-        return config["algo"]
-    return "a2c" if config["algo"] in ("a2c", "a3c") else f"{config['algo']}_sync"
-
-
-def method_label(config: dict) -> str:
-    """A readable name for what a run trained: 'a3c W=2 E=1', 'a2c N=2' or 'nq_sync N=2'."""
-    if is_sync(config):
-        return f"{run_label(config)} N={config['num_envs']}"
-    return f"{config['algo']} W={config['workers']} E={config['envs_per_worker']}"
-
-
-def total_envs(config: dict) -> int:
-    """Environments stepped in parallel: N on the sync driver, W * E for asynchronous runs."""
-    if is_sync(config):
-        return int(config["num_envs"])
-    return int(config["workers"]) * int(config["envs_per_worker"])
-
-
 def load_runs(dirs: Sequence[str | os.PathLike], labels: Sequence[str] | None = None
               ) -> pd.DataFrame:
     """Read run directories into one tidy table: one row per metrics.csv row, plus columns from
-    each run's config.json (``run`` is the directory name; ``method`` is ``labels[i]`` when
-    given, else ``method_label``). ``algo`` is taken from config.json, so a run is what its
-    config says it is."""
+    each run's config.json (``run`` is the directory name; ``run_index`` its position in
+    ``dirs``, which orders the labels: ``label_order``; ``method`` is ``labels[i]`` when
+    given, else ``labels.default_labels``). ``algo`` is taken from config.json, so a run is
+    what its config says it is.
+
+    ValueError when runs that share a label may not be pooled (``labels.check_pooling``:
+    their configs differ beyond seeds and output options, or a seed is in two of them)."""
     dirs = [Path(d) for d in dirs]
     if labels is not None and len(labels) != len(dirs):
         raise ValueError(f"labels: {len(labels)} labels for {len(dirs)} run directories")
+    configs = [json.loads((d / "config.json").read_text()) for d in dirs]
+    labels = list(labels) if labels is not None else naming.default_labels(configs)
     frames = []
-    for i, d in enumerate(dirs):
-        with open(d / "config.json") as f:
-            config = json.load(f)
+    for i, (d, config) in enumerate(zip(dirs, configs)):
         metrics = pd.read_csv(d / "metrics.csv")
         for col in curves.METRIC_COLUMNS:
             if col not in metrics.columns:
                 metrics[col] = np.nan
         metrics = metrics[list(curves.METRIC_COLUMNS)].copy()
-        metrics["algo"] = run_label(config)
+        metrics["algo"] = naming.run_label(config)
         metrics["run"] = d.name
         metrics["run_dir"] = str(d)
-        metrics["method"] = labels[i] if labels is not None else method_label(config)
+        metrics["run_index"] = i
+        metrics["method"] = labels[i]
         for key in ("env", "workers", "envs_per_worker", "num_envs", "lr", "t_max",
                     "total_steps"):
             metrics[key] = config.get(key, np.nan)
-        metrics["total_envs"] = total_envs(config)
+        metrics["total_envs"] = naming.total_envs(config)
         frames.append(metrics)
+    naming.check_pooling([str(d) for d in dirs], configs, labels,
+                         [sorted(set(f["seed"].dropna().astype(int))) for f in frames])
     if not frames:
         return pd.DataFrame(columns=list(curves.METRIC_COLUMNS) + list(RUN_COLUMNS))
     df = pd.concat(frames, ignore_index=True)
@@ -99,29 +82,47 @@ def load_runs(dirs: Sequence[str | os.PathLike], labels: Sequence[str] | None = 
     return df.sort_values(["run_dir", "seed", "env_steps"], kind="stable").reset_index(drop=True)
 
 
-def smoothed(df: pd.DataFrame, window_frac: float = 0.02, window_steps: float | None = None
-             ) -> pd.DataFrame:
+def label_order(df: pd.DataFrame, by: str = "method") -> list:
+    """The groups of ``df[by]`` in the order legends and tables show them: by their first
+    run's ``run_index`` (the order ``load_runs`` was given the runs and labels), else
+    sorted."""
+    if "run_index" not in df.columns:
+        return sorted(df[by].unique())
+    first = df.groupby(by, sort=True)["run_index"].min()
+    return list(first.sort_values(kind="stable").index)
+
+
+def curve_ends(df: pd.DataFrame, by: str = "method") -> pd.DataFrame:
+    """Per group: the env steps where its shortest and its longest curve (run, seed) end,
+    columns ``env_steps_min, env_steps_max`` indexed by ``by``. The aggregate curve of a group
+    stops where its shortest curve does (``interpolate``)."""
+    ends = keyed(df).groupby([by] + CURVE_KEY, sort=True)["env_steps"].max()
+    return ends.groupby(level=0).agg(env_steps_min="min", env_steps_max="max")
+
+
+def smoothed(df: pd.DataFrame, window_steps: float = curves.SMOOTH_WINDOW) -> pd.DataFrame:
     """A copy of ``df`` with a ``smoothed`` column: curves.smoothed_returns per (run, seed),
-    over a trailing window of ``window_steps`` env steps (default ``window_frac`` of the run's
-    total_steps)."""
+    over a trailing window of ``window_steps`` env steps (the same whatever the run's budget,
+    so a run's smoothed curve does not depend on what it is compared with)."""
     out = keyed(df).sort_values(CURVE_KEY + ["env_steps"], kind="stable").copy()
     out["smoothed"] = np.nan
     for _, g in out.groupby(CURVE_KEY, sort=False):
-        total = float(g["total_steps"].iloc[0]) if "total_steps" in g else g["env_steps"].max()
-        window = window_steps if window_steps is not None else max(window_frac * total, 1.0)
         out.loc[g.index, "smoothed"] = curves.smoothed_returns(
             g["env_steps"].to_numpy(), g["episode_return"].to_numpy(),
-            g["episodes"].fillna(0).to_numpy(), window)
+            g["episodes"].fillna(0).to_numpy(), window_steps)
     return out
 
 
-def with_smoothed(df: pd.DataFrame, window_frac: float = 0.02) -> pd.DataFrame:
-    """``df`` itself if it already has a ``smoothed`` column, else ``smoothed(df, window_frac)``."""
-    return keyed(df) if "smoothed" in df.columns else smoothed(df, window_frac)
+def with_smoothed(df: pd.DataFrame, window_steps: float = curves.SMOOTH_WINDOW
+                  ) -> pd.DataFrame:
+    """``df`` itself if it already has a ``smoothed`` column, else ``smoothed(df,
+    window_steps)``."""
+    return keyed(df) if "smoothed" in df.columns else smoothed(df, window_steps)
 
 
 def interpolate(df: pd.DataFrame, x: str = "env_steps", y: str = "smoothed",
-                by: str = "method", num: int = 200, window_frac: float = 0.02) -> pd.DataFrame:
+                by: str = "method", num: int = 200,
+                window_steps: float = curves.SMOOTH_WINDOW) -> pd.DataFrame:
     """Interpolate every (run, seed) curve of ``y`` onto one grid of ``x`` per group ``by``.
 
     The grid of a group spans the range that every one of its curves covers (from the latest
@@ -129,7 +130,7 @@ def interpolate(df: pd.DataFrame, x: str = "env_steps", y: str = "smoothed",
     tidy table with columns ``by, run_dir, seed, x, y``; ``y`` is NaN before a curve's first
     finite value (no episode completed yet).
     """
-    df = with_smoothed(df, window_frac) if y == "smoothed" else keyed(df)
+    df = with_smoothed(df, window_steps) if y == "smoothed" else keyed(df)
     parts = []
     for label, g in df.groupby(by, sort=True):
         curves = [(key, c.sort_values(x)) for key, c in g.groupby(CURVE_KEY, sort=True)]

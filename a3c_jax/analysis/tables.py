@@ -18,21 +18,29 @@ import pandas as pd
 
 from a3c_jax.core import curves
 from a3c_jax.shell import files
-from a3c_jax.analysis.runs import CURVE_KEY, bootstrap_ci, with_smoothed
+from a3c_jax.analysis.runs import (CURVE_KEY, bootstrap_ci, curve_ends, label_order,
+                                   with_smoothed)
 
 SUMMARY_COLUMNS = ("method", "algo", "env", "workers", "envs_per_worker", "total_envs", "lr",
                    "seeds", "final_return", "final_return_lo", "final_return_hi",
-                   "threshold", "reached", "steps_to_threshold", "seconds_to_threshold",
-                   "env_steps_per_s", "wall_time_s", "staleness")
+                   "threshold", "window_steps", "reached", "steps_to_threshold",
+                   "seconds_to_threshold", "env_steps_min", "env_steps_max", "env_steps_per_s",
+                   "wall_time_s", "staleness")
+UNEVEN = 0.95
+"""A group's curves have uneven budgets when its shortest ends before this fraction of its
+longest (asynchronous runs overshoot ``total_steps`` by a few updates; an early stop or an
+interruption ends a curve much earlier)."""
 LR_COLUMNS = ("algo", "runs", "mean final return", "median final return", "max final return",
               "best lr")
 
 
 def per_seed(df: pd.DataFrame, threshold: float, by: str = "method",
-             final_frac: float = curves.FINAL_FRAC, window_frac: float = 0.02) -> pd.DataFrame:
+             final_frac: float = curves.FINAL_FRAC,
+             window_steps: float = curves.SMOOTH_WINDOW) -> pd.DataFrame:
     """One row per (group, run, seed): final return, env steps and wall-clock seconds at which
-    the smoothed return first reaches ``threshold`` (NaN if never), env steps per second."""
-    df = with_smoothed(df, window_frac)
+    the return smoothed over ``window_steps`` env steps first reaches ``threshold`` (NaN if
+    never), env steps per second."""
+    df = with_smoothed(df, window_steps)
     rows = []
     for (label, run_dir, seed), g in df.groupby([by] + CURVE_KEY, sort=True):
         g = g.sort_values("env_steps")
@@ -57,16 +65,22 @@ def per_seed(df: pd.DataFrame, threshold: float, by: str = "method",
 
 def summary_table(df: pd.DataFrame, threshold: float = 475.0, stat: str = "mean",
                   by: str = "method", final_frac: float = curves.FINAL_FRAC, n_boot: int = 2000,
-                  ci: float = 0.95, window_frac: float = 0.02) -> pd.DataFrame:
+                  ci: float = 0.95, window_steps: float = curves.SMOOTH_WINDOW
+                  ) -> pd.DataFrame:
     """Per group: final return (``stat`` over seeds with a bootstrapped ``ci`` interval), how
-    many seeds reached ``threshold`` (smoothed), mean env steps and wall-clock seconds to reach
-    it over the seeds that did, env steps per second, total seconds and mean staleness.
+    many seeds reached ``threshold`` (the return smoothed over ``window_steps`` env steps),
+    mean env steps and wall-clock seconds to reach it over the seeds that did, the env steps
+    the shortest and the longest curve reached (``budget_warnings``), env steps per second,
+    total seconds and mean staleness.
 
-    ``workers``/``envs_per_worker`` are blank for sync runs (a2c, nq_sync...: N =
+    Rows are in ``label_order`` (the order the runs were loaded in). ``workers``/
+    ``envs_per_worker`` are blank for sync runs (a2c, nq_sync...: N =
     ``total_envs`` envs)."""
-    seeds = per_seed(df, threshold, by, final_frac, window_frac)
+    seeds = per_seed(df, threshold, by, final_frac, window_steps)
+    ends = curve_ends(df, by)
     rows = []
-    for label, g in seeds.groupby(by, sort=True):
+    for label in label_order(df, by):
+        g = seeds[seeds[by] == label]
         meta = df[df[by] == label].iloc[0]
         finals = g["final_return"].to_numpy(np.float64)
         finals = finals[np.isfinite(finals)]
@@ -80,9 +94,12 @@ def summary_table(df: pd.DataFrame, threshold: float = 475.0, stat: str = "mean"
             "total_envs": int(meta["total_envs"]), "lr": float(meta["lr"]),
             "seeds": len(g), "final_return": float(est), "final_return_lo": float(lo),
             "final_return_hi": float(hi), "threshold": float(threshold),
+            "window_steps": float(window_steps),
             "reached": int(g["steps_to_threshold"].notna().sum()),
             "steps_to_threshold": float(g["steps_to_threshold"].mean()),
             "seconds_to_threshold": float(g["seconds_to_threshold"].mean()),
+            "env_steps_min": float(ends.loc[label, "env_steps_min"]),
+            "env_steps_max": float(ends.loc[label, "env_steps_max"]),
             "env_steps_per_s": float(g["env_steps_per_s"].mean()),
             "wall_time_s": float(g["wall_time_s"].mean()),
             "staleness": float(g["staleness"].mean()),
@@ -181,8 +198,31 @@ def to_markdown(table: pd.DataFrame) -> str:
     return "\n".join(lines) + "\n"
 
 
+def budget_warnings(table: pd.DataFrame) -> list[str]:
+    """One sentence per group of a summary table whose curves end at uneven env steps (the
+    shortest before ``UNEVEN`` of the longest): its figure's curve stops where the shortest
+    stops, and its final returns average different stretches of training."""
+    if "env_steps_min" not in table.columns:
+        return []
+    return [f"{row.iloc[0]}: its curves end between {fmt_cell(row['env_steps_min'])} and "
+            f"{fmt_cell(row['env_steps_max'])} env steps (uneven budgets, e.g. an early stop "
+            f"or an interrupted run); its curve stops at {fmt_cell(row['env_steps_min'])} and "
+            f"its final return averages each curve's own last 10%"
+            for _, row in table.iterrows()
+            if row["env_steps_min"] < UNEVEN * row["env_steps_max"]]
+
+
+def _budget_cell(lo: float, hi: float) -> str:
+    """The env steps of a group's curves: '300000', or '60000-300000 (uneven)'."""
+    if not lo < UNEVEN * hi:
+        return fmt_cell(hi)
+    return f"{fmt_cell(lo)}-{fmt_cell(hi)} (uneven)"
+
+
 def summary_markdown(table: pd.DataFrame) -> str:
-    """The summary table as a human-readable markdown table with the CI folded in."""
+    """The summary table as a human-readable markdown table with the CI folded in, under a
+    caption that says how the threshold columns were smoothed and which groups' budgets are
+    uneven (``budget_warnings``)."""
     if "final_return" not in table.columns:
         return to_markdown(table)
     thr = fmt_cell(float(table["threshold"].iloc[0])) if len(table) else "threshold"
@@ -195,11 +235,18 @@ def summary_markdown(table: pd.DataFrame) -> str:
         f"seeds reaching {thr}": [f"{r}/{s}" for r, s in zip(table["reached"], table["seeds"])],
         f"env steps to {thr}": table["steps_to_threshold"],
         f"seconds to {thr}": table["seconds_to_threshold"],
+        "env steps": [_budget_cell(lo, hi) for lo, hi in
+                      zip(table["env_steps_min"], table["env_steps_max"])],
         "env steps/s": table["env_steps_per_s"].round(0),
         "seconds": table["wall_time_s"],
         "staleness": table["staleness"],
     })
-    return to_markdown(view)
+    windows = sorted(set(table["window_steps"]))
+    caption = (f"Return {' / '.join(curves.window_text(w) for w in windows)} "
+               f"(episode-weighted mean of the episodes that ended in that trailing window) "
+               f"for the columns 'to {thr}'.\n" if windows else "")
+    warnings = "".join(f"Warning: {w}.\n" for w in budget_warnings(table))
+    return caption + "\n" + to_markdown(view) + ("\n" + warnings if warnings else "")
 
 
 def write_summary(table: pd.DataFrame, out_dir: str | os.PathLike, name: str = "summary"
@@ -211,6 +258,9 @@ def write_summary(table: pd.DataFrame, out_dir: str | os.PathLike, name: str = "
     note = ("Final return: mean episode return over the last 10% of env steps per seed, "
             "aggregated over seeds with a bootstrapped 95% CI. Steps and seconds to the "
             "threshold: first logged point where the smoothed return reaches it, averaged over "
-            "the seeds that did (— if none). Seconds count from the end of compilation.\n")
+            "the seeds that did (— if none); the window is a fixed number of env steps, so a "
+            "run's numbers do not depend on the budget it was compared at. Env steps: how far "
+            "the group's curves ran (a range when they stopped at uneven budgets). Seconds "
+            "count from the end of compilation.\n")
     files.atomic_write_text(md_path, summary_markdown(table) + "\n" + note)
     return csv_path, md_path

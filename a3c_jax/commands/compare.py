@@ -30,11 +30,12 @@ import sys
 from pathlib import Path
 from typing import Literal
 
-from a3c_jax.analysis import runs as analysis, figures as plotting, tables
+from a3c_jax.analysis import runs as analysis, figures as plotting, labels as naming, tables
 from a3c_jax.shell import directory as rundir, signals
 from a3c_jax.config.pairs import matched_pair, pair_labels
 from a3c_jax.config.defaults import resolve
 from a3c_jax.config.schema import Config
+from a3c_jax.core import curves
 from a3c_jax.commands import cli, refused
 from a3c_jax.shell.runner import run
 
@@ -58,6 +59,10 @@ class Args:
     The others are read from OUT if they were run before."""
     stat: Literal["mean", "iqm"] = "mean"
     """Aggregate over seeds in the figure and the table: mean or interquartile mean."""
+    window: int = curves.SMOOTH_WINDOW
+    """Env steps the return is smoothed over, in the figure and for the threshold columns
+    (a number of env steps, not a fraction of --total-steps: a run's steps to the threshold
+    do not depend on the budget)."""
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -68,6 +73,9 @@ def main(argv: list[str] | None = None) -> int:
     configs = matched_pair(base, base.workers, base.envs_per_worker, out)
     algos = args.algos or labels
     def check() -> None:
+        if args.window <= 0:
+            raise ValueError(f"--window: must be a positive number of env steps, "
+                             f"got {args.window}")
         for algo in algos:
             if algo not in labels:
                 raise ValueError(f"algos: {algo!r} is not a side of {base.algo}'s pair "
@@ -82,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
 
     interrupted = None   # the exit status of an interrupted run
     for algo in algos:
-        print(f"training {algo}: {analysis.method_label(configs[algo].to_dict())}, "
+        print(f"training {algo}: {naming.method_label(configs[algo].to_dict())}, "
               f"{base.total_steps} env steps x {analysis.seeds_label(len(base.seeds))} -> "
               f"{configs[algo].out}")
         result = run(configs[algo])
@@ -98,8 +106,9 @@ def main(argv: list[str] | None = None) -> int:
         print("error: no metrics to compare", file=sys.stderr)
         return interrupted or 1
     fig = plotting.plot_comparison(df, out / "comparison.png", stat=args.stat,
-                                   threshold=args.threshold)
-    table = tables.summary_table(df, threshold=args.threshold, stat=args.stat)
+                                   threshold=args.threshold, window_steps=args.window)
+    table = tables.summary_table(df, threshold=args.threshold, stat=args.stat,
+                                 window_steps=args.window)
     csv_path, md_path = tables.write_summary(table, out)
     print()
     print(tables.summary_markdown(table))

@@ -25,13 +25,14 @@ from pathlib import Path
 from typing import Literal
 
 
-from a3c_jax.analysis import runs as analysis, figures as plotting, tables
+from a3c_jax.analysis import runs as analysis, figures as plotting, labels as naming, tables
 from a3c_jax.shell import directory as rundir, files as runlog, signals
 from a3c_jax.config.pairs import matched_pair
 from a3c_jax.config.defaults import resolve
 from a3c_jax.config.schema import (GROUPS, Algorithm, Config, Environment, Network,
                                    Optimisation, Output, Parallelism, StoreMode)
 from a3c_jax.commands import cli, refused
+from a3c_jax.core import curves
 from a3c_jax.shell.runner import run
 
 TABLE_COLUMNS = ("method", "family", "workers", "envs_per_worker", "total_envs", "seeds",
@@ -64,8 +65,10 @@ class Args:
     stop_at_threshold: bool = True
     """Stop each seed once it reaches the threshold (the speedup only needs the time to get
     there); its window is the one the tables smooth with."""
-    window_frac: float = 0.02
-    """Smoothing window as a fraction of total_steps (tables and the early stop alike)."""
+    window: int = curves.SMOOTH_WINDOW
+    """Env steps the return is smoothed over (tables and the early stop alike; a number of env
+    steps, not a fraction of --total-steps, so the time to the threshold does not depend on
+    the budget)."""
     algos: tuple[Literal["a3c", "a2c"], ...] = ("a3c", "a2c")
     """Which algorithms to run."""
 
@@ -109,8 +112,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"os.cpu_count() = {cores}: this machine has only {cores} cores, so speedups past "
           f"{cores} workers measure contention, not parallel work.")
     if args.stop_at_threshold:
-        base = base.replace(stop_return=args.threshold,
-                            stop_window=max(int(args.window_frac * base.total_steps), 1))
+        base = base.replace(stop_return=args.threshold, stop_window=args.window)
     configs = []
     for w in args.workers:
         pair = matched_pair(base, w, args.envs_per_worker)
@@ -131,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
     interrupted = None   # the exit status of an interrupted run
     done = []
     for c in configs:
-        print(f"training {analysis.method_label(c.to_dict())} -> {c.out}")
+        print(f"training {naming.method_label(c.to_dict())} -> {c.out}")
         result = run(c)
         done.append(Path(c.out))
         if result.interrupted:
@@ -140,21 +142,22 @@ def main(argv: list[str] | None = None) -> int:
 
     dirs = [d for d in done if (d / "metrics.csv").exists()]
     configs_of = {d: json.loads((d / "config.json").read_text()) for d in dirs}
-    labels = [f"{family(configs_of[d])} {analysis.method_label(configs_of[d]).split(' ', 1)[1]}"
+    labels = [f"{family(configs_of[d])} {naming.method_label(configs_of[d]).split(' ', 1)[1]}"
               for d in dirs]
     family_of = {lab: family(configs_of[d]) for lab, d in zip(labels, dirs)}
     df = analysis.load_runs(dirs, labels)
     if df.empty:
         print("error: no metrics", file=sys.stderr)
         return interrupted or 1
-    summary = tables.summary_table(df, threshold=args.threshold, window_frac=args.window_frac)
+    summary = tables.summary_table(df, threshold=args.threshold, window_steps=args.window)
     summary["family"] = summary["method"].map(family_of)
     table = tables.scaling_table(summary, x="total_envs", group="family")
-    seeds = tables.per_seed(df, args.threshold, window_frac=args.window_frac)
+    seeds = tables.per_seed(df, args.threshold, window_steps=args.window)
     table = tables.speedup_intervals(seeds, table, group="family")[list(TABLE_COLUMNS)]
     runlog.atomic_write_text(out / "scaling.csv", table.to_csv(index=False))
-    note = (f"\nSpeedup: mean wall-clock seconds to reach {args.threshold:g} (smoothed "
-            "return) of the smallest setting of the same family over this setting's; "
+    note = (f"\nSpeedup: mean wall-clock seconds to reach {args.threshold:g} (the return "
+            f"{curves.window_text(args.window)}) of the smallest setting of the same family "
+            "over this setting's; "
             "throughput speedup: env steps per second over the smallest setting's; "
             f"[95% bootstrap intervals over seeds]. Measured on a machine with "
             f"os.cpu_count() = {cores}.\n")

@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Literal
 
+from a3c_jax.core import curves
 from a3c_jax.core.optim import OptimizerName  # noqa: F401 - a field type; one definition
 
 Algo = Literal["a2c", "a3c", "q1", "sarsa", "nq"]
@@ -46,8 +47,9 @@ class Environment:
     stop_return: float = 0.0
     """Stop a seed early once its smoothed return (episode-weighted mean over the last
     ``stop_window`` env steps) reaches this value; 0 disables. Useful for time-to-score runs."""
-    stop_window: int = 10_000
-    """Window, in env steps, of the smoothed return used by ``stop_return``."""
+    stop_window: int = curves.SMOOTH_WINDOW
+    """Window, in env steps, of the smoothed return used by ``stop_return`` (the window the
+    analysis tables and figures smooth with, ``core.curves.SMOOTH_WINDOW``, by default)."""
     repeat_action_probability: float = 0.0
     """Atari (ALE/... ids): sticky actions, the chance the emulator repeats the last action
     each frame; 0 is the paper's, 0.25 Machado et al.'s (gymnasium's v5 default)."""

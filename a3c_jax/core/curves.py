@@ -52,6 +52,25 @@ def metrics_row(algo: str, seed: int, env_steps: int, wall_time_s: float, sums: 
 FINAL_FRAC = 0.1
 """The final return of a curve averages its last 10% of env steps."""
 
+SMOOTH_WINDOW = 10_000
+"""Env steps in the trailing window of every smoothed return: the asynchronous early stop
+(``stop_window``'s default), the steps to a threshold of the tables and the curves of the
+figures. A fixed number of env steps, not a fraction of the budget, so that one run gives the
+same smoothed curve and the same steps to a threshold whatever budget it was compared at."""
+
+
+def steps_text(steps: float) -> str:
+    """A number of env steps, short: 500, 2.5k, 10k, 1.2M."""
+    for scale, suffix in ((1e6, "M"), (1e3, "k")):
+        if abs(steps) >= scale:
+            return f"{steps / scale:.3g}{suffix}"
+    return f"{steps:.3g}"
+
+
+def window_text(window_steps: float) -> str:
+    """How a smoothed curve was smoothed, for captions: 'smoothed over 10k env steps'."""
+    return f"smoothed over {steps_text(window_steps)} env steps"
+
 
 def _cell(value) -> float:
     """A row's value as a float; a blank cell (as a CSV gives it) is NaN."""
@@ -126,8 +145,8 @@ def final_return(env_steps, episode_return, episodes, frac: float = FINAL_FRAC) 
     return float((ret[sel] * eps[sel]).sum() / n) if n > 0 else float("nan")
 
 
-def updates_steps_to(update_rows: Sequence[dict], threshold: float, window_steps: int = 10_000,
-                     seed: int | None = None) -> float:
+def updates_steps_to(update_rows: Sequence[dict], threshold: float,
+                     window_steps: int = SMOOTH_WINDOW, seed: int | None = None) -> float:
     """Env steps at which a seed's smoothed return over its per-update records
     (``updates.csv`` rows of an asynchronous run) first reaches ``threshold``; NaN if never.
     This is the statistic the asynchronous early stop (``stop_return``) uses, exactly."""

@@ -31,14 +31,15 @@ def run_series(rows: Sequence[dict]):
 
 
 def plot_run(rows: Sequence[dict], path: str | os.PathLike, title: str = "",
-             window_frac: float = 0.02) -> Path:
-    """Return against env steps, one smoothed line per seed; saved atomically as PNG."""
+             window_steps: float = curves.SMOOTH_WINDOW) -> Path:
+    """Return against env steps, one line per seed smoothed over ``window_steps`` env steps
+    (the y label says how many); saved atomically as PNG."""
     fig, ax = plt.subplots(figsize=(6, 4))
     for seed, steps, ret, eps in run_series(rows):
-        window = max(window_frac * steps.max(), 1.0)
-        ax.plot(steps, curves.smoothed_returns(steps, ret, eps, window), label=f"seed {seed}")
+        ax.plot(steps, curves.smoothed_returns(steps, ret, eps, window_steps),
+                label=f"seed {seed}")
     ax.set_xlabel("environment steps")
-    ax.set_ylabel("episode return (smoothed)")
+    ax.set_ylabel(f"episode return ({curves.window_text(window_steps)})")
     ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend(fontsize="small")
