@@ -127,7 +127,9 @@ def test_auto_fields_start_unset():
     assert config.validate() is config          # unset auto fields are valid
     with pytest.raises(ValueError, match="unset"):
         Resolved(algo="q1")
-    assert Resolved(algo="q1", **{name: 1 for name in AUTO_FIELDS}).lr == 1
+    assert Resolved(algo="q1", combine="sum", **{name: 1 for name in AUTO_FIELDS}).lr == 1
+    with pytest.raises(ValueError, match="combine"):   # auto by the segments, still auto
+        Resolved(algo="q1", **{name: 1 for name in AUTO_FIELDS})
 
 
 def test_frozen_and_round_trip():
@@ -199,7 +201,7 @@ def _flag_help(name: str) -> str:
     return re.sub(r"\(default: [^)]*\)", "", text)
 
 
-@pytest.mark.parametrize("name", AUTO_FIELDS)
+@pytest.mark.parametrize("name", AUTO_FIELDS + ("combine",))
 def test_help_states_every_per_method_default(name):
     """``--help`` (the field docstrings) names the value each method family gets for every
     auto field, so what runs can be read before running it."""

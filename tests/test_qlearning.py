@@ -430,7 +430,8 @@ def test_value_defaults_only_fill_unset_fields():
         for k, v in value.items():
             assert getattr(c, k) == v, (algo, k)
         assert defaults.resolve(c) == c          # resolving twice changes nothing
-        assert Config(**{**c.to_dict(), **{k: getattr(raw, k) for k in value}}) == raw   # only auto fields
+        auto = (*value, "combine")   # the per-method row, and the combine of the segments
+        assert Config(**{**c.to_dict(), **{k: getattr(raw, k) for k in auto}}) == raw
     c = defaults.resolve(Config(algo="nq", lr=1.23e-4, t_max=7))
     assert c.lr == 1.23e-4 and c.t_max == 7
     assert c.target_interval == 1_000 and c.eps_anneal_steps == 50_000

@@ -66,7 +66,7 @@ AUTO_DEFAULTS: dict[str, dict[str, Any]] = {
 COMBINE_OF_SEGMENTS = {"fixed": "step-mean", "until-terminal": "sum"}
 """The auto ``combine`` of each kind of segment (``Config.combine``'s docstring says why)."""
 
-assert set(AUTO_FIELDS) == set(AUTO_DEFAULTS["discrete"]) | {"combine"}
+assert all(set(AUTO_FIELDS) == set(row) for row in AUTO_DEFAULTS.values())
 
 
 def defaults_key(config: Config, discrete: bool) -> str:
@@ -97,9 +97,10 @@ def resolve(config: Config, env: Any = None) -> Resolved:
             from a3c_jax.core import envs  # local: keeps config import light
 
             discrete = envs.is_discrete(config.env)
-        table = {**AUTO_DEFAULTS[defaults_key(config, discrete)],
-                 "combine": COMBINE_OF_SEGMENTS[config.segments]}
+        table = AUTO_DEFAULTS[defaults_key(config, discrete)]
         config = config.replace(**{name: table[name] for name in missing})
+    if config.combine is None:
+        config = config.replace(combine=COMBINE_OF_SEGMENTS[config.segments])
     if config.algo == "a2c":
         config = config.replace(backend="sync")   # what runs, whatever the default said
     return Resolved(**{name: getattr(config, name) for name in GROUPS})

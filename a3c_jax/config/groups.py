@@ -228,5 +228,9 @@ FIELD_NAMES: tuple[str, ...] = tuple(GROUP_OF)
 """Every field of ``Config``, flat, group by group."""
 
 AUTO_FIELDS = ("lr", "gamma", "entropy_coef", "obs_norm", "reward_scale", "reward_norm",
-               "shared_torso", "target_interval", "eps_anneal_steps", "combine")
-"""Fields whose ``None`` means "auto": ``a3c_jax.config.defaults.resolve`` fills them."""
+               "shared_torso", "target_interval", "eps_anneal_steps")
+"""Fields whose ``None`` means "auto" per method and action space: ``a3c_jax.config.defaults
+.resolve`` fills them from ``AUTO_DEFAULTS``."""
+
+SEGMENT_AUTO_FIELDS = ("combine",)
+"""Fields whose ``None`` means "auto" by the kind of segments (``defaults.COMBINE_OF_SEGMENTS``)."""

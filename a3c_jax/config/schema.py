@@ -21,7 +21,8 @@ import typing
 from typing import Any
 
 from a3c_jax.config.groups import (  # noqa: F401 - the config's types, re-exported
-    AUTO_FIELDS, FIELD_NAMES, GROUP_OF, GROUPS, VALUE_ALGOS, Algo, Algorithm, Backend, Combine,
+    AUTO_FIELDS, FIELD_NAMES, GROUP_OF, GROUPS, SEGMENT_AUTO_FIELDS, VALUE_ALGOS, Algo, Algorithm,
+    Backend, Combine,
     Environment, Network, Optimisation, OptimizerName, Output, Parallelism, Segments,
     StoreMode, Torso)
 
@@ -162,7 +163,8 @@ class Resolved(Config):
 
     def __init__(self, **values: Any):
         super().__init__(**values)
-        unset = [name for name in AUTO_FIELDS if getattr(self, name) is None]
+        unset = [name for name in AUTO_FIELDS + SEGMENT_AUTO_FIELDS
+                 if getattr(self, name) is None]
         if unset:
             raise ValueError(f"a resolved config needs every auto field; unset: {unset} "
                              "(a3c_jax.config.defaults.resolve)")
