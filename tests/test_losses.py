@@ -245,9 +245,12 @@ def test_segment_loss_combines_per_env_losses(how):
     (loss, m), grad = segment(params)
     outs = [per_env(params, *env_slice(b)) for b in range(B)]
     np.testing.assert_allclose(loss, over_envs([l for (l, _), _ in outs]), rtol=1e-5)
-    for k in ("total", "policy_loss", "value_loss", "entropy"):
+    for k in ("total", "policy_loss", "value_loss"):
         np.testing.assert_allclose(m[k], over_envs([pm[k] for (_, pm), _ in outs]),
                                    rtol=1e-5, atol=1e-6, err_msg=k)
+    # the logged entropy is the per-step mean under every combine (the loss' term is not)
+    entropy_tb = losses.categorical_entropy(_linear_apply(params, traj.obs)[0])
+    np.testing.assert_allclose(m["entropy"], np.mean(entropy_tb), rtol=1e-5)
     expected = jax.tree.map(lambda *gs: over_envs(np.stack(gs), axis=0),
                             *[g for _, g in outs])
     chex.assert_trees_all_close(grad, expected, rtol=1e-4, atol=1e-6)
@@ -307,7 +310,10 @@ def test_segment_loss_is_the_primitive_per_env_combined_under_a_mask(how):
         per_env.append(losses.actor_critic_loss(
             logits, v, traj.action[:n, b], g, value_coef=cfg.value_coef,
             entropy_coef=cfg.entropy_coef, reduction=reduction)[1])
-    for k in ("total", "policy_loss", "value_loss", "entropy"):
+    for k in ("total", "policy_loss", "value_loss"):
         want = over_envs(np.array([pm[k] for pm in per_env], np.float64), lengths)
         np.testing.assert_allclose(m[k], want, rtol=1e-6, atol=1e-7, err_msg=k)
+    # the logged entropy: the mean over the marked steps, whatever ``how`` is
+    entropy_tb = np.asarray(losses.categorical_entropy(_linear_apply(params, traj.obs)[0]))
+    np.testing.assert_allclose(m["entropy"], entropy_tb[mask].mean(), rtol=1e-6)
     np.testing.assert_allclose(loss, m["total"])

@@ -74,8 +74,9 @@ def test_momentum_sgd_formula():
 
 
 def test_annealed_learning_rate_reaches_zero():
-    """lr falls linearly to 0 at ``anneal_steps`` env steps (= total_steps with lr_anneal)."""
-    cfg = Config(lr=0.01, lr_anneal=True, total_steps=10_000)
+    """lr falls linearly to 0 at ``anneal_steps`` env steps (= total_steps with
+    lr_anneal_steps 0, the budget's schedule)."""
+    cfg = Config(lr=0.01, lr_anneal=True, lr_anneal_steps=0, total_steps=10_000)
     spec = OptSpec.from_config(resolve(cfg))
     assert spec.anneal_steps == 10_000
     np.testing.assert_allclose(spec.lr_at(0), 0.01, rtol=1e-6)
@@ -94,6 +95,28 @@ def test_annealed_learning_rate_reaches_zero():
     assert fixed.lr_at(0) == fixed.lr_at(10 ** 9) == 0.01
 
 
+def test_default_anneal_horizon_does_not_depend_on_the_budget():
+    """By default the schedule spans ``lr_anneal_steps`` env steps whatever ``total_steps``
+    is: a 300k and a 1M run have the same learning rate at every env step."""
+    specs = [OptSpec.from_config(resolve(Config(lr=0.01, total_steps=n)))
+             for n in (300_000, 1_000_000)]
+    assert specs[0].anneal_steps == specs[1].anneal_steps == Config().lr_anneal_steps > 0
+    ts = np.array([0, 100_000, 299_999])
+    np.testing.assert_array_equal(specs[0].lr_at(ts), specs[1].lr_at(ts))
+    assert float(specs[1].lr_at(Config().lr_anneal_steps)) == 0.0
+    with pytest.raises(ValueError, match="lr_anneal_steps"):
+        resolve(Config(lr_anneal_steps=-1))
+
+
+def test_config_json_before_the_fixed_horizon_keeps_the_budget_schedule():
+    """A config.json written before ``lr_anneal_steps`` annealed over its budget; it still
+    does when read back (a resumed run continues on the same schedule)."""
+    old = {k: v for k, v in Config(total_steps=20_000).to_dict().items()
+           if k != "lr_anneal_steps"}
+    spec = OptSpec.from_config(resolve(Config.from_dict(old)))
+    assert spec.anneal_steps == 20_000
+
+
 def test_opt_spec_needs_a_learning_rate():
     with pytest.raises(TypeError):
         OptSpec()  # type: ignore[call-arg]
@@ -107,7 +130,7 @@ def test_annealed_optimizer_stops_moving_at_the_end():
     at k * steps_per_update env steps for update k."""
     n = 4
     cfg = Config(optimizer="sgd", momentum=0.0, lr=0.4, lr_anneal=True, max_grad_norm=0.0,
-                 num_envs=2, t_max=5, total_steps=40)
+                 num_envs=2, t_max=5, total_steps=40, lr_anneal_steps=40)
     assert cfg.steps_per_update == 10 and cfg.total_steps // cfg.steps_per_update == n
     opt = make_optimizer(cfg)
     theta = jnp.zeros(2)

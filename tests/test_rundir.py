@@ -26,7 +26,7 @@ TINY = Config(algo="a2c", num_envs=2, total_steps=200, seeds=(0,), hidden=(8,),
 
 def rec(worker, env_steps, wall, version, ret=0.0, eps=0.0):
     return UpdateRecord(worker, 0, env_steps, wall, version - 1, version, 0, ret, eps,
-                        1.0, 2.0, 0.5, 3.0)
+                        1.0, 2.0, 0.5, 3.0, 4.0, 0.25, 0.5)
 
 
 # --- bad input: refused with the option named, nothing written -----------------------------
@@ -196,12 +196,16 @@ def test_every_driver_builds_its_row_from_the_same_sums():
     from a3c_jax.core import curves
     from a3c_jax.shell import synchronous
 
-    row = curves.metrics_row("a3c", 3, 40, 2.5, curves.RowSums(4, 2.0, 12.0, 1.0, 2.0, 0.4,
-                                                                3.0, 6.0))
+    row = curves.metrics_row("a3c", 3, 40, 2.5, curves.RowSums(
+        4, 2.0, 12.0, 1.0, 2.0, 0.4, 3.0, 6.0, grad_norm=8.0, explained_variance=1.5,
+        grad_norm_updates=4, explained_variance_updates=3))
+    sigma = row.pop("sigma")
     assert row == {"algo": "a3c", "seed": 3, "env_steps": 40, "wall_time_s": 2.5,
                    "episode_return": 6.0, "episodes": 2, "policy_loss": 0.25,
-                   "value_loss": 0.5, "entropy": 0.1, "total_loss": 0.75, "staleness": 1.5}
-    assert tuple(row) == curves.METRIC_COLUMNS
+                   "value_loss": 0.5, "entropy": 0.1, "total_loss": 0.75, "staleness": 1.5,
+                   "grad_norm": 2.0, "explained_variance": 0.5}
+    assert sigma != sigma   # NaN: no update had one (a categorical policy)
+    assert tuple(row) + ("sigma",) == curves.METRIC_COLUMNS
     none = curves.metrics_row("a2c", 0, 8, 0.1, curves.RowSums(2, 0.0, 0.0, 1, 1, 1, 1))
     assert none["episodes"] == 0 and none["staleness"] == 0.0
     assert none["episode_return"] != none["episode_return"]   # NaN without an episode
@@ -209,8 +213,21 @@ def test_every_driver_builds_its_row_from_the_same_sums():
     rs = [rec(0, 10, 0.1, 1, 5.0, 1), rec(0, 20, 0.2, 2), rec(0, 30, 2.5, 3, 7.0, 1),
           rec(0, 40, 2.6, 4)]
     async_row = binning.bin_records(binning.RowBuilder("a2c", 0, 100), rs)[0]
-    tot = synchronous.Totals(*(np.array([v]) for v in (4, 2, 12.0, 4.0, 8.0, 2.0, 12.0)))
+    tot = synchronous.Totals(*(np.array([v]) for v in (4, 2, 12.0, 4.0, 8.0, 2.0, 12.0,
+                                                      16.0, 1.0, 2.0, 4, 4, 4)))
     assert synchronous.seed_row("a2c", 0, tot, 0, 40, 2.6) == async_row
+    assert async_row["grad_norm"] == 4.0 and async_row["sigma"] == 0.5
+
+
+def test_a_row_averages_each_signal_over_the_updates_that_have_one():
+    """A NaN signal (returns that do not vary: no explained variance) leaves that update out
+    of the row's mean instead of blanking the row; a row where no update has one is NaN."""
+    nan = float("nan")
+    rs = [rec(0, 10, 0.1, 1)._replace(explained_variance=nan, sigma=nan),
+          rec(0, 20, 0.2, 2)._replace(explained_variance=0.75, sigma=nan)]
+    row = binning.bin_records(binning.RowBuilder("a3c", 0, 100), rs)[0]
+    assert row["explained_variance"] == 0.75 and row["grad_norm"] == 4.0
+    assert row["sigma"] != row["sigma"]
 
 
 def test_worker_merge_gives_the_complete_prefix_in_env_step_order():

@@ -37,6 +37,7 @@ from flax import linen as nn
 from jax.flatten_util import ravel_pytree
 
 from a3c_jax.algorithms import acting
+from a3c_jax.algorithms.metrics import Metrics, update_metrics
 from a3c_jax.core import (combine, exploration, losses, networks, normalization, optim,
                           reward_norm, rollout, value_losses)
 from a3c_jax.config.schema import VALUE_ALGOS, Resolved
@@ -48,18 +49,6 @@ VALUE_LOSSES: dict[str, Callable] = {
     "nq": value_losses.nstep_q_segment_loss,
 }
 _EPS_STREAM = 0x3E95  # fold_in tag: the final-epsilon draw's own stream of a seed's root key
-
-
-class Metrics(NamedTuple):
-    """What one update reports (scalars). Value-based methods put their TD loss in
-    ``value_loss`` and leave ``policy_loss`` and ``entropy`` NaN."""
-
-    return_sum: jax.Array     # sum of returns of the episodes completed in the segment
-    episodes: jax.Array       # number of episodes completed in the segment
-    policy_loss: jax.Array
-    value_loss: jax.Array
-    entropy: jax.Array
-    total_loss: jax.Array
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -163,15 +152,11 @@ class Algorithm:
         actor, traj = self.normalize_rewards(actor, traj)
         (_, m), grads = jax.value_and_grad(self.loss, has_aux=True)(params, target_params,
                                                                      traj)
-        return grads, actor, traj, self.metrics(traj, m)
+        return grads, actor, traj, self.metrics(traj, m, grads)
 
-    def metrics(self, traj, m: dict) -> Metrics:
-        ret_sum, n_done = rollout.episode_stats(traj)
-        nan = jnp.full((), jnp.nan, jnp.float32)
-        if self.is_value:
-            return Metrics(ret_sum, n_done, nan, m["q_loss"], nan, m["total"])
-        return Metrics(ret_sum, n_done, m["policy_loss"], m["value_loss"], m["entropy"],
-                       m["total"])
+    def metrics(self, traj, m: dict, grads) -> Metrics:
+        """The update's ``Metrics`` (``a3c_jax.algorithms.metrics``); ``grads`` unclipped."""
+        return update_metrics(self.is_value, rollout.episode_stats(traj), m, grads)
 
     def post_update(self, params, traj):
         """Parameters after the optimiser step: observation statistics merged (if any)."""

@@ -52,6 +52,10 @@ def check_types(config) -> None:
             continue
         if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
             raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    if (isinstance(config.lr_anneal_steps, bool) or not isinstance(config.lr_anneal_steps, int)
+            or config.lr_anneal_steps < 0):
+        raise ValueError(f"lr_anneal_steps must be an integer >= 0, got "
+                         f"{config.lr_anneal_steps!r}")
     if config.log_interval < 0:
         raise ValueError(f"log_interval must be >= 0, got {config.log_interval!r}")
     if not config.seeds:

@@ -63,6 +63,11 @@ AUTO_DEFAULTS: dict[str, dict[str, Any]] = {
 }
 """Values of the auto fields per method family and action space (``resolve``)."""
 
+# Not per method: the learning rate anneals over ``Config.lr_anneal_steps`` = 500k env steps
+# whatever the budget (ours: the default budget, at which the values above were tuned; A3C
+# on CartPole reached a smoothed 475 at 62k-92k steps with a 300k budget and 58k-61k with 1M,
+# where annealing over the budget took 37k-56k and 775k: docs/results.md).
+
 COMBINE_OF_SEGMENTS = {"fixed": "step-mean", "until-terminal": "sum"}
 """The auto ``combine`` of each kind of segment (``Config.combine``'s docstring says why)."""
 

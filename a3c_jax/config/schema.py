@@ -116,13 +116,16 @@ class Config:
     @classmethod
     def from_dict(cls, data: dict) -> "Config":
         """The config of a flat dict (config.json, ``to_dict``); also reads config.json files
-        written before ``combine``, whose ``reduction`` maps to the combine of the same loss."""
+        written before ``combine``, whose ``reduction`` maps to the combine of the same loss, and
+        before ``lr_anneal_steps`` (0: their anneal spanned the budget)."""
         data = dict(data)
         legacy = data.pop("reduction", None)
         unknown = set(data) - set(FIELD_NAMES)
         if unknown:
             raise ValueError(f"unknown config fields: {sorted(unknown)}")
         kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
+        if "lr_anneal" in kwargs and "lr_anneal_steps" not in kwargs:
+            kwargs["lr_anneal_steps"] = 0   # written when the anneal spanned the budget
         if legacy is not None and "combine" not in kwargs:
             kwargs["combine"] = combine_of_reduction(legacy, cls(**kwargs).batch_envs)
         return cls(**kwargs)

@@ -14,8 +14,12 @@ from typing import NamedTuple, Sequence
 
 import numpy as np
 
+SIGNALS = ("grad_norm", "explained_variance", "sigma")
+"""Per-update signals a row averages over the updates that have one (NaN: none): the gradient
+norm before clipping, the value function's explained variance, a Gaussian policy's sigma."""
 METRIC_COLUMNS = ("algo", "seed", "env_steps", "wall_time_s", "episode_return", "episodes",
-                  "policy_loss", "value_loss", "entropy", "total_loss", "staleness")
+                  "policy_loss", "value_loss", "entropy", "total_loss", "staleness",
+                  *SIGNALS)
 UPDATE_COLUMNS = ("seed", "worker", "update", "env_steps", "wall_time_s", "version_read",
                   "version_written", "staleness", "return_sum", "episodes", "nonfinite")
 
@@ -32,21 +36,30 @@ class RowSums(NamedTuple):
     entropy: float
     total_loss: float
     staleness: float = 0.0   # 0 on the synchronous driver
+    grad_norm: float = 0.0            # each signal: its sum over the updates that have one
+    explained_variance: float = 0.0
+    sigma: float = 0.0
+    grad_norm_updates: float = 0.0    # ... and the number of those updates
+    explained_variance_updates: float = 0.0
+    sigma_updates: float = 0.0
 
 
 def metrics_row(algo: str, seed: int, env_steps: int, wall_time_s: float, sums: RowSums
                 ) -> dict:
     """One metrics.csv row, the same for every driver: ``episode_return = return_sum /
     episodes`` (NaN when no episode completed), ``episodes`` rounded to an integer, and each
-    loss and the staleness as its mean per update (``sum / updates``)."""
+    loss and the staleness as its mean per update (``sum / updates``), each of ``SIGNALS`` as
+    its mean over the updates that have one (NaN when none has)."""
     n, ep = float(sums.updates), float(sums.episodes)
+    signal = {f: float(getattr(sums, f)) / float(getattr(sums, f + "_updates"))
+              if getattr(sums, f + "_updates") else float("nan") for f in SIGNALS}
     return {"algo": algo, "seed": seed, "env_steps": int(env_steps),
             "wall_time_s": float(wall_time_s),
             "episode_return": float(sums.return_sum) / ep if ep else float("nan"),
             "episodes": int(round(ep)),
             "policy_loss": float(sums.policy_loss) / n, "value_loss": float(sums.value_loss) / n,
             "entropy": float(sums.entropy) / n, "total_loss": float(sums.total_loss) / n,
-            "staleness": float(sums.staleness) / n}
+            "staleness": float(sums.staleness) / n, **signal}
 
 
 FINAL_FRAC = 0.1

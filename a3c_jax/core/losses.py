@@ -192,8 +192,36 @@ def segment_loss_from_outputs(policy_out, values: jax.Array, v_next: jax.Array, 
     how = getattr(cfg, "combine", "sum")
     terms = jax.vmap(actor_critic_terms, in_axes=1, out_axes=1)(
         dist.log_prob(traj.action), dist.entropy(), values, g, adv)   # each [T, B]
-    return weigh({k: combine_lib.combine(x, mask, how) for k, x in terms.items()},
-                 cfg.value_coef, cfg.entropy_coef)
+    loss, metrics = weigh({k: combine_lib.combine(x, mask, how) for k, x in terms.items()},
+                          cfg.value_coef, cfg.entropy_coef)
+    return loss, {**metrics, **signals(dist, terms["entropy"], values, g, mask)}
+
+
+def explained_variance(v: jax.Array, g: jax.Array, mask: jax.Array | None = None
+                       ) -> jax.Array:
+    """1 - Var[G - V] / Var[G] over the entries ``mask`` marks (all without one): 1 when V
+    predicts the returns, 0 when it predicts no better than their mean, below 0 when worse.
+    NaN when the returns do not vary (nothing to explain), never an infinity."""
+    var_g = combine_lib.masked_std(g, mask) ** 2
+    var_err = combine_lib.masked_std(g - v, mask) ** 2
+    return jnp.where(var_g > 0, 1.0 - var_err / jnp.where(var_g > 0, var_g, 1.0), jnp.nan)
+
+
+def signals(dist, entropy_tn: jax.Array, v_tn: jax.Array, g_tn: jax.Array,
+            mask: jax.Array | None) -> dict:
+    """What shows a policy or a value function collapsing, logged with the losses (no
+    gradient): the per-step mean entropy (whatever ``combine`` the loss takes, so it reads
+    the same under every combine), the value function's explained variance on the returns
+    G [T, B] it regresses to, and for a Gaussian policy its mean sigma over steps and action
+    dimensions (NaN for a categorical one)."""
+    sg = jax.lax.stop_gradient
+    out = {"entropy": combine_lib.combine(sg(entropy_tn), mask, "step-mean"),
+           "explained_variance": explained_variance(sg(v_tn), sg(g_tn), mask),
+           "sigma": jnp.full((), jnp.nan, jnp.float32)}
+    if isinstance(dist, distributions.DiagGaussian):
+        sigma_tn = jnp.mean(jnp.sqrt(sg(dist.var)), axis=-1)
+        out["sigma"] = combine_lib.combine(sigma_tn, mask, "step-mean")
+    return out
 
 
 def actor_critic_segment_loss(params, apply_fn: Callable, traj, cfg: LossConfig

@@ -7,7 +7,8 @@
   paper's (``sgd_paper``, supplementary optimisation section): m <- alpha m + (1 - alpha) d;
   theta <- theta - lr m, alpha = ``momentum``: the same direction, m smaller by 1 - alpha.
 * Optional global-norm clipping of the gradient before either.
-* The learning rate falls linearly to 0 at ``anneal_steps`` env steps (``lr_anneal``).
+* The learning rate falls linearly to 0 at ``anneal_steps`` env steps (``lr_anneal``): a fixed
+  horizon, ``lr_anneal_steps``, or the run's budget when that is 0 (``anneal_horizon``).
 
 ``OptSpec.from_config`` is the one place a resolved ``Config`` becomes optimiser settings, and
 ``rule(spec)`` the one place its constants become float32 (1 - alpha rounded from float64,
@@ -70,7 +71,7 @@ class OptSpec:
         return cls(lr=config.lr, name=config.optimizer, decay=config.rms_decay,
                    eps=config.rms_eps, momentum=config.momentum,
                    max_grad_norm=config.max_grad_norm,
-                   anneal_steps=config.total_steps if config.lr_anneal else 0)
+                   anneal_steps=anneal_horizon(config))
 
     @property
     def uses_shared_stats(self) -> bool:
@@ -83,6 +84,15 @@ class OptSpec:
         if self.anneal_steps <= 0:
             return self.lr
         return self.lr * (1.0 - t / self.anneal_steps) * (t < self.anneal_steps)
+
+
+def anneal_horizon(config) -> int:
+    """The env step at which ``config``'s learning rate reaches 0: ``lr_anneal_steps``, or
+    ``total_steps`` when that is 0 (the budget: the paper's schedule); 0 (constant) without
+    ``lr_anneal``."""
+    if not config.lr_anneal:
+        return 0
+    return config.lr_anneal_steps or config.total_steps
 
 
 def clip(spec: OptSpec) -> optax.GradientTransformation:

@@ -20,8 +20,20 @@ from typing import Callable
 
 from a3c_jax.core import curves
 
-SUMMED = curves.RowSums._fields[1:]
-"""The fields of ``curves.RowSums`` a row sums over its records (all but the update count)."""
+SUMMED = tuple(f for f in curves.RowSums._fields[1:]
+               if f not in curves.SIGNALS and not f.endswith("_updates"))
+"""The fields of ``curves.RowSums`` a row sums over all its records (not the update count,
+nor the signals, which skip the records without one: ``row_sums``)."""
+
+
+def row_sums(rs: list) -> curves.RowSums:
+    """The ``curves.RowSums`` of a row's records: plain sums, and each signal summed and
+    counted over the records where it is not NaN."""
+    sums = {f: sum(getattr(r, f) for r in rs) for f in SUMMED}
+    for f in curves.SIGNALS:
+        vals = [v for r in rs if not math.isnan(v := float(getattr(r, f)))]
+        sums[f], sums[f + "_updates"] = sum(vals), len(vals)
+    return curves.RowSums(len(rs), **sums)
 
 
 class RowBuilder:
@@ -50,9 +62,8 @@ class RowBuilder:
         rs, self.current = self.current, []
         if not rs:
             return None
-        sums = curves.RowSums(len(rs), *(sum(getattr(r, f) for r in rs) for f in SUMMED))
         return curves.metrics_row(self.label, self.seed, max(r.env_steps for r in rs),
-                                  max(r.wall_time_s for r in rs), sums)
+                                  max(r.wall_time_s for r in rs), row_sums(rs))
 
 
 def order(r) -> tuple[int, int]:

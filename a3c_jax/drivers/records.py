@@ -38,6 +38,9 @@ class UpdateRecord(NamedTuple):
     value_loss: float
     entropy: float
     total_loss: float
+    grad_norm: float = float("nan")            # the signals of ``algorithms.Metrics``
+    explained_variance: float = float("nan")
+    sigma: float = float("nan")
     nonfinite: int = 0    # 1: the gradient was not finite, nothing was written
 
 

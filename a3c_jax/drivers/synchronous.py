@@ -59,13 +59,17 @@ class UpdateMetrics(NamedTuple):
     value_loss: jax.Array
     entropy: jax.Array
     total_loss: jax.Array
+    grad_norm: jax.Array            # before clipping
+    explained_variance: jax.Array   # NaN for the value methods
+    sigma: jax.Array                # NaN but for a Gaussian policy
 
 
 def update_metrics(m: algorithm.Metrics, env_steps) -> UpdateMetrics:
     mean_ret = jnp.where(m.episodes > 0, m.return_sum / jnp.maximum(m.episodes, 1), jnp.nan)
     return UpdateMetrics(env_steps=env_steps, episode_return=mean_ret, episodes=m.episodes,
                          policy_loss=m.policy_loss, value_loss=m.value_loss,
-                         entropy=m.entropy, total_loss=m.total_loss)
+                         entropy=m.entropy, total_loss=m.total_loss, grad_norm=m.grad_norm,
+                         explained_variance=m.explained_variance, sigma=m.sigma)
 
 
 class SyncTrainer:

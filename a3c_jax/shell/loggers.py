@@ -7,7 +7,8 @@ and ``close()`` when the run ends; ``subscribers(config)`` builds the ones a con
 * ``TensorBoardWriter`` (``--tensorboard``): one event file directory per seed,
   ``OUT/tensorboard/seed{S}`` (so TensorBoard overlays the seeds), scalars against env steps:
   ``charts/episode_return``, ``charts/episodes``, ``charts/env_steps_per_s``,
-  ``charts/wall_time_s``, ``losses/{policy_loss,value_loss,total_loss,entropy}`` and, for
+  ``charts/wall_time_s``, ``losses/{policy_loss,value_loss,total_loss,entropy}``,
+  ``signals/{grad_norm,explained_variance,sigma}`` (where the method has them) and, for
   asynchronous runs, ``async/staleness``; the config as text. Uses tensorboardX (a light
   writer; no TensorFlow): ``pip install 'a3c_jax[tensorboard]'``; ``tensorboard --logdir OUT``.
 * ``WandbLogger`` (``--wandb offline|online``): one W&B run per run directory, files under
@@ -31,6 +32,7 @@ from a3c_jax.shell import progress
 
 WANDB_MODES = ("off", "offline", "online")
 LOSSES = ("policy_loss", "value_loss", "total_loss", "entropy")
+SIGNALS = curves.SIGNALS   # the collapse signals, as ``signals/<name>`` (NaN: left out)
 
 
 def _num(value) -> float:
@@ -59,6 +61,7 @@ def scalars(row: dict, rate: float, is_async: bool) -> dict[str, float]:
            "charts/wall_time_s": _num(row.get("wall_time_s")),
            "charts/episode_return": _num(row.get("episode_return"))}
     out.update({f"losses/{k}": _num(row.get(k)) for k in LOSSES})
+    out.update({f"signals/{k}": _num(row.get(k)) for k in SIGNALS})
     if is_async:
         out["async/staleness"] = _num(row.get("staleness"))
     return {k: v for k, v in out.items() if not math.isnan(v)}

@@ -38,7 +38,7 @@ stops)."""
 
 class Totals(NamedTuple):
     """Sums over the updates of one call (per seed under vmap): ``curves.RowSums`` without
-    the staleness, as float32 arrays."""
+    the staleness, as float32 arrays (each signal summed and counted where not NaN)."""
 
     updates: jax.Array
     episodes: jax.Array
@@ -47,6 +47,22 @@ class Totals(NamedTuple):
     value_loss: jax.Array
     entropy: jax.Array
     total_loss: jax.Array
+    grad_norm: jax.Array = 0.0
+    explained_variance: jax.Array = 0.0
+    sigma: jax.Array = 0.0
+    grad_norm_updates: jax.Array = 0.0
+    explained_variance_updates: jax.Array = 0.0
+    sigma_updates: jax.Array = 0.0
+
+
+def add_signals(tot: Totals, m) -> Totals:
+    """``tot`` with the signals of update metrics ``m`` added where they are not NaN."""
+    new = {}
+    for f in curves.SIGNALS:
+        x, has = getattr(m, f), ~jnp.isnan(getattr(m, f))
+        new[f] = getattr(tot, f) + jnp.where(has, x, 0.0)
+        new[f + "_updates"] = getattr(tot, f + "_updates") + has
+    return tot._replace(**new)
 
 
 def make_advance(trainer) -> Callable:
@@ -60,10 +76,13 @@ def make_advance(trainer) -> Callable:
             s, m = trainer.update(s)
             ep = jnp.asarray(m.episodes, jnp.float32)
             ret = jnp.where(ep > 0, m.episode_return, 0.0) * ep
-            tot = Totals(tot.updates + 1, tot.episodes + ep, tot.return_sum + ret,
-                         tot.policy_loss + m.policy_loss, tot.value_loss + m.value_loss,
-                         tot.entropy + m.entropy, tot.total_loss + m.total_loss)
-            return s, tot, i + 1
+            tot = tot._replace(updates=tot.updates + 1, episodes=tot.episodes + ep,
+                               return_sum=tot.return_sum + ret,
+                               policy_loss=tot.policy_loss + m.policy_loss,
+                               value_loss=tot.value_loss + m.value_loss,
+                               entropy=tot.entropy + m.entropy,
+                               total_loss=tot.total_loss + m.total_loss)
+            return s, add_signals(tot, m), i + 1
 
         s, tot, _ = jax.lax.while_loop(lambda c: c[2] < n, body, (state, zero, jnp.int32(0)))
         return s, tot
