@@ -15,7 +15,10 @@ from typing import NamedTuple, Sequence
 import numpy as np
 
 METRIC_COLUMNS = ("algo", "seed", "env_steps", "wall_time_s", "episode_return", "episodes",
-                  "policy_loss", "value_loss", "entropy", "total_loss", "staleness")
+                  "policy_loss", "value_loss", "entropy", "total_loss", "staleness",
+                  "eval_return")
+"""``eval_return``: mean return of the greedy evaluation shown at this row (``eval_every``;
+blank on rows without one)."""
 UPDATE_COLUMNS = ("seed", "worker", "update", "env_steps", "wall_time_s", "version_read",
                   "version_written", "staleness", "return_sum", "episodes", "nonfinite")
 
