@@ -61,9 +61,11 @@ class Pending:
 
     def __init__(self):
         self.items: list[tuple[int, float]] = []
+        self.last = 0   # env steps of the last evaluation added
 
     def add(self, env_steps: int, value: float) -> None:
         self.items.append((int(env_steps), float(value)))
+        self.last = int(env_steps)
 
     def attach(self, rows: list[dict]) -> list[dict]:
         for row in rows:
