@@ -37,7 +37,9 @@ def plot_comparison(df: pd.DataFrame, path: str | os.PathLike, stat: str = "mean
                     window_frac: float = 0.02) -> Path:
     """Two panels: smoothed return against env steps and against wall-clock seconds, one line
     (``stat`` over seeds) and a bootstrapped ``ci`` band per ``by`` group; ``threshold``, if
-    given, is a dashed line with its own legend entry."""
+    given, is a grey dashed line with its own legend entry. Groups whose runs made greedy
+    evaluations (``eval_return``) add them as a dashed line of the group's colour (the same
+    ``stat`` over seeds, no band)."""
     df = analysis.with_smoothed(df, window_frac)
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
     colors = {m: f"C{i}" for i, m in enumerate(sorted(df[by].unique()))}
@@ -51,17 +53,35 @@ def plot_comparison(df: pd.DataFrame, path: str | os.PathLike, stat: str = "mean
             ax.plot(g[x], g["estimate"], color=colors[label],
                     label=f"{label} ({analysis.seeds_label(n)})")
             ax.fill_between(g[x], g["lo"], g["hi"], color=colors[label], alpha=0.25, lw=0)
+        greedy = _plot_greedy(ax, df, x, by, colors, stat, num)
         if threshold is not None:
             ax.axhline(threshold, color="0.5", ls="--", lw=0.8, label=f"threshold {threshold:g}")
         ax.set_xlabel(_X_LABELS[x])
         over = "" if seeds == {1} else f"{stat} over seeds, "
-        ax.set_ylabel(f"episode return ({over}smoothed)")
+        ax.set_ylabel(f"episode return ({over}smoothed"
+                      + ("; dashed: greedy evaluation)" if greedy else ")"))
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize="small", loc="best")
     env = ", ".join(sorted(map(str, df["env"].unique()))) if "env" in df else ""
     fig.suptitle(title or _comparison_title(env, stat, ci, seeds))
     fig.tight_layout()
     return save_figure(fig, path)
+
+
+def _plot_greedy(ax, df: pd.DataFrame, x: str, by: str, colors: dict, stat: str, num: int
+                 ) -> bool:
+    """The greedy evaluations (``eval_return``) of every group that has them, dashed in the
+    group's colour; True if any was drawn."""
+    if "eval_return" not in df.columns:
+        return False
+    has = df.groupby(by)["eval_return"].transform(lambda s: s.notna().any()).astype(bool)
+    if not has.any():
+        return False
+    ev = analysis.interpolate(df[has], x=x, y="eval_return", by=by, num=num)
+    agg = analysis.aggregate_curves(ev, x=x, y="eval_return", by=by, stat=stat, n_boot=1)
+    for label, g in agg.groupby(by, sort=True):
+        ax.plot(g[x], g["estimate"], color=colors[label], ls="--", label=f"{label} greedy")
+    return True
 
 
 def plot_panels_by_steps(df: pd.DataFrame, path: str | os.PathLike, panel: str,

@@ -23,7 +23,7 @@ from a3c_jax.analysis.runs import CURVE_KEY, bootstrap_ci, with_smoothed
 SUMMARY_COLUMNS = ("method", "algo", "env", "workers", "envs_per_worker", "total_envs", "lr",
                    "seeds", "final_return", "final_return_lo", "final_return_hi",
                    "threshold", "reached", "steps_to_threshold", "seconds_to_threshold",
-                   "env_steps_per_s", "wall_time_s", "staleness")
+                   "env_steps_per_s", "wall_time_s", "staleness", "measure")
 LR_COLUMNS = ("algo", "runs", "mean final return", "median final return", "max final return",
               "best lr")
 
@@ -31,19 +31,31 @@ LR_COLUMNS = ("algo", "runs", "mean final return", "median final return", "max f
 def per_seed(df: pd.DataFrame, threshold: float, by: str = "method",
              final_frac: float = curves.FINAL_FRAC, window_frac: float = 0.02) -> pd.DataFrame:
     """One row per (group, run, seed): final return, env steps and wall-clock seconds at which
-    the smoothed return first reaches ``threshold`` (NaN if never), env steps per second."""
+    the return first reaches ``threshold`` (NaN if never), env steps per second. ``measure``
+    says which return: ``greedy`` where the seed's rows have greedy evaluations
+    (``eval_return``: their mean over the final steps, the first evaluation at or above the
+    threshold), else ``behaviour`` (the training episodes' return, smoothed)."""
     df = with_smoothed(df, window_frac)
     rows = []
     for (label, run_dir, seed), g in df.groupby([by] + CURVE_KEY, sort=True):
         g = g.sort_values("env_steps")
-        hit = curves.threshold_index(g["smoothed"].to_numpy(np.float64), threshold)
         last = g.iloc[-1]
+        greedy = "eval_return" in g and g["eval_return"].notna().any()
+        if greedy:
+            ev = g[g["eval_return"].notna()]
+            hit = curves.threshold_index(ev["eval_return"].to_numpy(np.float64), threshold)
+            hit = None if hit is None else g.index.get_loc(ev.index[hit])
+            final = curves.final_eval_return(ev["env_steps"], ev["eval_return"],
+                                             float(last["env_steps"]), final_frac)
+        else:
+            hit = curves.threshold_index(g["smoothed"].to_numpy(np.float64), threshold)
+            final = curves.final_return(g["env_steps"], g["episode_return"], g["episodes"],
+                                        final_frac)
         wall = float(last["wall_time_s"])
         rows.append({
             by: label, "run": last.get("run", Path(run_dir).name), "run_dir": run_dir,
             "seed": int(seed), "algo": last["algo"], "lr": float(last["lr"]),
-            "final_return": curves.final_return(g["env_steps"], g["episode_return"],
-                                                g["episodes"], final_frac),
+            "final_return": final, "measure": "greedy" if greedy else "behaviour",
             "steps_to_threshold": np.nan if hit is None else float(g["env_steps"].iloc[hit]),
             "seconds_to_threshold": (np.nan if hit is None
                                      else float(g["wall_time_s"].iloc[hit])),
@@ -59,11 +71,13 @@ def summary_table(df: pd.DataFrame, threshold: float = 475.0, stat: str = "mean"
                   by: str = "method", final_frac: float = curves.FINAL_FRAC, n_boot: int = 2000,
                   ci: float = 0.95, window_frac: float = 0.02) -> pd.DataFrame:
     """Per group: final return (``stat`` over seeds with a bootstrapped ``ci`` interval), how
-    many seeds reached ``threshold`` (smoothed), mean env steps and wall-clock seconds to reach
+    many seeds reached ``threshold``, mean env steps and wall-clock seconds to reach
     it over the seeds that did, env steps per second, total seconds and mean staleness.
 
     ``workers``/``envs_per_worker`` are blank for sync runs (a2c, nq_sync...: N =
-    ``total_envs`` envs)."""
+    ``total_envs`` envs). ``measure`` says which return the group's row shows: ``greedy``
+    (the runs' greedy evaluations, preferred where they have them) or ``behaviour``
+    (``per_seed``)."""
     seeds = per_seed(df, threshold, by, final_frac, window_frac)
     rows = []
     for label, g in seeds.groupby(by, sort=True):
@@ -86,6 +100,7 @@ def summary_table(df: pd.DataFrame, threshold: float = 475.0, stat: str = "mean"
             "env_steps_per_s": float(g["env_steps_per_s"].mean()),
             "wall_time_s": float(g["wall_time_s"].mean()),
             "staleness": float(g["staleness"].mean()),
+            "measure": "/".join(sorted(set(g["measure"]))),
         })
     table = pd.DataFrame(rows, columns=list(SUMMARY_COLUMNS))
     if by != "method":
@@ -199,6 +214,8 @@ def summary_markdown(table: pd.DataFrame) -> str:
         "seconds": table["wall_time_s"],
         "staleness": table["staleness"],
     })
+    if "measure" in table.columns:
+        view.insert(2, "return", table["measure"])
     return to_markdown(view)
 
 

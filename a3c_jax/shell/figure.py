@@ -1,4 +1,5 @@
-"""The figure a run directory holds: returns.png, one smoothed line per seed.
+"""The figure a run directory holds: returns.png, one smoothed line per seed (and, dashed in
+the seed's colour, its greedy evaluations when the run made them: ``eval_return``).
 
 Written by the run shell when a run ends (``runner.run``); ``save_figure`` saves any figure
 atomically, and the analysis figures (``a3c_jax.analysis.figures``) use it too.
@@ -32,13 +33,22 @@ def run_series(rows: Sequence[dict]):
 
 def plot_run(rows: Sequence[dict], path: str | os.PathLike, title: str = "",
              window_frac: float = 0.02) -> Path:
-    """Return against env steps, one smoothed line per seed; saved atomically as PNG."""
+    """Return against env steps, one smoothed line per seed, its greedy evaluations dashed
+    in the same colour; saved atomically as PNG."""
     fig, ax = plt.subplots(figsize=(6, 4))
+    greedy = False
     for seed, steps, ret, eps in run_series(rows):
         window = max(window_frac * steps.max(), 1.0)
-        ax.plot(steps, curves.smoothed_returns(steps, ret, eps, window), label=f"seed {seed}")
+        line, = ax.plot(steps, curves.smoothed_returns(steps, ret, eps, window),
+                        label=f"seed {seed}")
+        e_steps, e_ret = curves.eval_arrays([r for r in rows if int(r["seed"]) == seed])
+        if e_steps.size:
+            greedy = True
+            ax.plot(e_steps, e_ret, ls="--", color=line.get_color(),
+                    label=f"seed {seed} greedy")
     ax.set_xlabel("environment steps")
-    ax.set_ylabel("episode return (smoothed)")
+    ax.set_ylabel("episode return (smoothed; dashed: greedy evaluation)" if greedy
+                  else "episode return (smoothed)")
     ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend(fontsize="small")
