@@ -7,7 +7,7 @@ of the greedy policy, played apart every ``--eval-every`` env steps.
 With the paper's final epsilons (drawn per actor from {0.1, 0.01, 0.5}), an actor that
 explores with epsilon 0.5 ends its episodes early whatever Q has learned, and its many short
 episodes weigh on the episode-weighted mean of the behaviour return: the greedy return says
-whether Q has been learned. Writes OUT/curves.csv (one row per seed and evaluation: behaviour
+whether Q has been learned. Writes one run directory per N (OUT/N{n}), OUT/curves.csv (one row per seed and evaluation: behaviour
 return of the episodes since the last one, greedy mean return), OUT/value_sync.png (two
 panels, mean and bootstrapped 95% band over seeds) and prints the env steps to the threshold
 of each measure.
@@ -20,16 +20,13 @@ import sys
 from pathlib import Path
 from typing import Literal
 
-import jax
-import jax.numpy as jnp
-import numpy as np
 import pandas as pd
 import tyro
 
-from a3c_jax.analysis import figures as plotting, policy
-from a3c_jax.core import curves
+from a3c_jax.analysis import figures as plotting
 from a3c_jax.config.schema import Config
-from a3c_jax.drivers.synchronous import make_train
+from a3c_jax.core import curves
+from a3c_jax.shell.runner import run
 
 
 @dataclasses.dataclass(frozen=True)
@@ -56,29 +53,22 @@ class Args:
     """Output directory."""
 
 
-def train_curves(a: Args, n: int) -> pd.DataFrame:
-    trainer = make_train(Config(algo=a.algo, backend="sync", env=a.env, num_envs=n,
-                                total_steps=a.total_steps, seeds=tuple(a.seeds)))
-    chunk = max(a.eval_every // trainer.steps_per_update, 1)
-    state = jax.jit(jax.vmap(trainer.init))(jax.vmap(jax.random.key)(jnp.asarray(a.seeds)))
-    run = jax.jit(jax.vmap(lambda s: trainer.run_chunk(s, chunk)))
-    rows, done = [], 0
-    while done + chunk <= trainer.num_updates:
-        state, m = jax.device_get(run(state))
-        done += chunk
-        params = jax.device_get(state.params)
-        for i, seed in enumerate(a.seeds):
-            ep = np.asarray(m.episodes[i], np.float64)
-            ret = np.nan_to_num(np.asarray(m.episode_return[i], np.float64)) * ep
-            p = policy.make_policy(trainer.config, jax.tree.map(lambda x: x[i], params))
-            greedy = policy.evaluate(p, a.eval_episodes, policy.eval_key(1, seed))
-            rows.append({"num_envs": n, "seed": seed, "env_steps": int(m.env_steps[i][-1]),
-                         "behaviour_return": ret.sum() / ep.sum() if ep.sum() else np.nan,
-                         "episodes": ep.sum(), "greedy_return": greedy["returns"].mean()})
-        print(f"N={n}: {int(m.env_steps[0][-1])} env steps, greedy "
-              f"{np.mean([r['greedy_return'] for r in rows[-len(a.seeds):]]):.1f}",
-              flush=True)
-    return pd.DataFrame(rows)
+def train_curves(a: Args, n: int, out: Path) -> pd.DataFrame:
+    """Train with ``eval_every`` (the greedy evaluations of every run) and read the rows
+    back: one per seed and evaluation, the behaviour return of the episodes since the last
+    one beside the evaluation's greedy mean return."""
+    config = Config(algo=a.algo, backend="sync", env=a.env, num_envs=n,
+                    total_steps=a.total_steps, seeds=tuple(a.seeds), log_interval=a.eval_every,
+                    log_seconds=0.0, eval_every=a.eval_every, eval_episodes=a.eval_episodes,
+                    out=str(out / f"N{n}"), overwrite=True)
+    result = run(config)
+    df = pd.DataFrame(result.rows)
+    df = df[df["eval_return"].notna()] if "eval_return" in df else df.iloc[:0]
+    return pd.DataFrame({"num_envs": n, "seed": df["seed"].astype(int),
+                         "env_steps": df["env_steps"].astype(int),
+                         "behaviour_return": df["episode_return"].astype(float),
+                         "episodes": df["episodes"].astype(float),
+                         "greedy_return": df["eval_return"].astype(float)})
 
 
 def steps_to(df: pd.DataFrame, threshold: float) -> pd.DataFrame:
@@ -99,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     a = tyro.cli(Args, args=argv, description=__doc__)
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
-    df = pd.concat([train_curves(a, n) for n in a.num_envs], ignore_index=True)
+    df = pd.concat([train_curves(a, n, out) for n in a.num_envs], ignore_index=True)
     df.to_csv(out / "curves.csv", index=False)
     long = pd.concat([
         df.assign(measure="behaviour (epsilon-greedy)", episode_return=df["behaviour_return"]),

@@ -48,8 +48,10 @@ def plot_comparison(df: pd.DataFrame, path: str | os.PathLike, stat: str = "mean
     """Two panels: return smoothed over ``window_steps`` env steps (the y label says so)
     against env steps and against wall-clock seconds, one line (``stat`` over seeds) and a
     bootstrapped ``ci`` band per ``by`` group, in ``label_order``; ``threshold``, if given,
-    is a dashed line with its own legend entry. A group whose curves end at uneven env steps
-    says in the legend where its curve is cut."""
+    is a grey dashed line with its own legend entry. A group whose curves end at uneven env
+    steps says in the legend where its curve is cut. Groups whose runs made greedy
+    evaluations (``eval_return``) add them as a dashed line of the group's colour (the same
+    ``stat`` over seeds, no band)."""
     df = analysis.with_smoothed(df, window_steps)
     order = analysis.label_order(df, by)
     colors = {m: f"C{i}" for i, m in enumerate(order)}
@@ -68,11 +70,13 @@ def plot_comparison(df: pd.DataFrame, path: str | os.PathLike, stat: str = "mean
             ax.plot(g[x], g["estimate"], color=colors[label],
                     label=_legend_label(label, n, ends))
             ax.fill_between(g[x], g["lo"], g["hi"], color=colors[label], alpha=0.25, lw=0)
+        greedy = _plot_greedy(ax, df, x, by, colors, stat, num)
         if threshold is not None:
             ax.axhline(threshold, color="0.5", ls="--", lw=0.8, label=f"threshold {threshold:g}")
         ax.set_xlabel(_X_LABELS[x])
         over = "" if seeds == {1} else f"{stat} over seeds, "
-        ax.set_ylabel(f"episode return\n({over}{curves.window_text(window_steps)})")
+        ax.set_ylabel(f"episode return\n({over}{curves.window_text(window_steps)}"
+                      + ("; dashed: greedy)" if greedy else ")"))
         ax.grid(alpha=0.3)
     legend = axes[0].legend(fontsize="small", loc="lower left", frameon=False,
                             bbox_to_anchor=(0.02, 0.0), bbox_transform=fig.transFigure)
@@ -81,6 +85,22 @@ def plot_comparison(df: pd.DataFrame, path: str | os.PathLike, stat: str = "mean
     fig.suptitle(title or _comparison_title(env, stat, ci, seeds))
     fig.tight_layout(rect=(0.0, below / (4.2 + below), 1.0, 1.0))
     return save_figure(fig, path)
+
+
+def _plot_greedy(ax, df: pd.DataFrame, x: str, by: str, colors: dict, stat: str, num: int
+                 ) -> bool:
+    """The greedy evaluations (``eval_return``) of every group that has them, dashed in the
+    group's colour; True if any was drawn."""
+    if "eval_return" not in df.columns:
+        return False
+    has = df.groupby(by)["eval_return"].transform(lambda s: s.notna().any()).astype(bool)
+    if not has.any():
+        return False
+    ev = analysis.interpolate(df[has], x=x, y="eval_return", by=by, num=num)
+    agg = analysis.aggregate_curves(ev, x=x, y="eval_return", by=by, stat=stat, n_boot=1)
+    for label, g in agg.groupby(by, sort=True):
+        ax.plot(g[x], g["estimate"], color=colors[label], ls="--", label=f"{label} greedy")
+    return True
 
 
 def plot_panels_by_steps(df: pd.DataFrame, path: str | os.PathLike, panel: str,

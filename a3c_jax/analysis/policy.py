@@ -14,15 +14,15 @@ actions are the argmax of the logits, the Gaussian's mean, or the argmax of the 
 sampled actions are drawn from the policy's distribution, or, for the value-based methods,
 epsilon-greedy with ``SAMPLED_Q_EPSILON``. Continuous actions are returned unclipped (``Env.step`` clips them).
 
-``evaluate`` plays a batch of episodes with one jitted ``lax.scan``: each environment counts
-its first episode only, and an episode still running at the step limit reports its return so
-far with ``finished`` False.
+``evaluate`` plays a batch of episodes with one jitted ``lax.scan``
+(``a3c_jax.algorithms.evaluation``, what training's in-run evaluations play too): each
+environment counts its first episode only, and an episode still running at the step limit
+reports its return so far with ``finished`` False.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import functools
 import json
 from pathlib import Path
 from typing import Any
@@ -34,9 +34,9 @@ import numpy as np
 from flax import serialization, traverse_util
 
 from a3c_jax.config import defaults
-from a3c_jax.algorithms import acting
+from a3c_jax.algorithms import acting, evaluation
 from a3c_jax.core import networks
-from a3c_jax.shell import files as runlog
+from a3c_jax.shell import files
 from a3c_jax.config.schema import VALUE_ALGOS, Config
 from a3c_jax.core.envs import Env, make_env
 
@@ -79,11 +79,6 @@ class SavedPolicy:
         return policy(params, state, obs, key)
 
 
-def _episode_limit(env: Env) -> int | None:
-    limit = getattr(env.params, "max_steps_in_episode", None)
-    return None if limit is None else int(limit)
-
-
 def _build(config: Config, env: Env) -> SavedPolicy:
     """The policy ``config`` describes for ``env``, without parameters."""
     network, kind = acting.make_network(config, env), "q"
@@ -91,7 +86,7 @@ def _build(config: Config, env: Env) -> SavedPolicy:
         kind = ("recurrent-" if config.recurrent else "") + (
             "categorical" if env.discrete else "gaussian")
     return SavedPolicy(config=config, env_name=config.env, kind=kind, network=network,
-                       params=None, max_episode_steps=_episode_limit(env))
+                       params=None, max_episode_steps=evaluation.episode_limit(env))
 
 
 def make_policy(config: Config, params=None, key: jax.Array | None = None) -> SavedPolicy:
@@ -110,7 +105,7 @@ def read_run_config(run_dir: str | Path) -> Config:
     """The validated, resolved config of a run directory; ValueError naming the problem."""
     path = Path(run_dir) / "config.json"
     try:
-        config = runlog.read_config(run_dir)
+        config = files.read_config(run_dir)
     except FileNotFoundError:
         raise ValueError(f"no config.json in {run_dir} (not a run directory?)") from None
     except json.JSONDecodeError as err:
@@ -206,40 +201,6 @@ def eval_steps(policy: SavedPolicy, max_steps: int = 0) -> int:
     return policy.max_episode_steps
 
 
-@functools.lru_cache(maxsize=16)
-def _compiled_rollout(config: Config, episodes: int, greedy: bool, num_steps: int):
-    """``rollout(params, key) -> (returns, lengths, finished)``, jitted; cached so seeds of
-    one run share an executable."""
-    env = make_env(config.env, episodes, config)
-    policy = _build(config, env)
-
-    def rollout(params, key):
-        k_reset, k_run = jax.random.split(key)
-        env_state = env.reset(k_reset)
-        init = (env_state, policy.initial_state(episodes), jnp.zeros((episodes,), bool),
-                jnp.zeros((episodes,), jnp.float32), jnp.zeros((episodes,), jnp.int32))
-
-        def step(carry, k):
-            env_state, state, finished, ret, length = carry
-            k_act, k_env = jax.random.split(k)
-            state, action = policy.act(params, state, env_state.obs, k_act, greedy)
-            env_state, out = env.step(k_env, env_state, action)
-            done = jnp.logical_or(out.terminated, out.truncated)
-            state = policy.reset_state(state, done)
-            ended = jnp.logical_and(done, jnp.logical_not(finished))
-            ret = jnp.where(ended, out.completed_return, ret)
-            length = jnp.where(ended, out.completed_length, length)
-            return (env_state, state, jnp.logical_or(finished, ended), ret, length), None
-
-        (env_state, _, finished, ret, length), _ = jax.lax.scan(
-            step, init, jax.random.split(k_run, num_steps))
-        ret = jnp.where(finished, ret, env_state.episode_return)
-        length = jnp.where(finished, length, env_state.episode_length)
-        return ret, length, finished
-
-    return jax.jit(rollout)
-
-
 def evaluate(policy: SavedPolicy, episodes: int, key: jax.Array, greedy: bool = True,
              max_steps: int = 0) -> dict[str, np.ndarray]:
     """Play ``episodes`` episodes in parallel (a batch of environments, each counting its
@@ -253,7 +214,9 @@ def evaluate(policy: SavedPolicy, episodes: int, key: jax.Array, greedy: bool = 
     if episodes <= 0:
         raise ValueError(f"episodes must be positive, got {episodes}")
     num_steps = eval_steps(policy, max_steps)
-    rollout = _compiled_rollout(policy.config, int(episodes), bool(greedy), num_steps)
-    ret, length, finished = jax.device_get(rollout(policy.params, key))
+    # training's in-run evaluations play through the same function
+    play = evaluation.compiled_evaluate(policy.config, int(episodes), num_steps, bool(greedy),
+                                        SAMPLED_Q_EPSILON)
+    _, ret, length, finished = jax.device_get(play(policy.params, key))
     return {"returns": np.asarray(ret, np.float64), "lengths": np.asarray(length),
             "finished": np.asarray(finished, bool)}

@@ -76,7 +76,10 @@ def load_runs(dirs: Sequence[str | os.PathLike], labels: Sequence[str] | None = 
     if not frames:
         return pd.DataFrame(columns=list(curves.METRIC_COLUMNS) + list(RUN_COLUMNS))
     df = pd.concat(frames, ignore_index=True)
-    for col in ("env_steps", "wall_time_s", "episode_return", "episodes", "staleness"):
+    if "eval_return" not in df.columns:   # runs written before greedy evaluations
+        df["eval_return"] = np.nan
+    for col in ("env_steps", "wall_time_s", "episode_return", "episodes", "staleness",
+                "eval_return"):
         df[col] = pd.to_numeric(df[col], errors="coerce")
     df["seed"] = df["seed"].astype(int)
     return df.sort_values(["run_dir", "seed", "env_steps"], kind="stable").reset_index(drop=True)

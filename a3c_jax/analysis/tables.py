@@ -25,7 +25,7 @@ SUMMARY_COLUMNS = ("method", "algo", "env", "workers", "envs_per_worker", "total
                    "seeds", "final_return", "final_return_lo", "final_return_hi",
                    "threshold", "window_steps", "reached", "steps_to_threshold",
                    "seconds_to_threshold", "env_steps_min", "env_steps_max", "env_steps_per_s",
-                   "wall_time_s", "staleness")
+                   "wall_time_s", "staleness", "measure")
 UNEVEN = 0.95
 """A group's curves have uneven budgets when its shortest ends before this fraction of its
 longest (asynchronous runs overshoot ``total_steps`` by a few updates; an early stop or an
@@ -39,19 +39,31 @@ def per_seed(df: pd.DataFrame, threshold: float, by: str = "method",
              window_steps: float = curves.SMOOTH_WINDOW) -> pd.DataFrame:
     """One row per (group, run, seed): final return, env steps and wall-clock seconds at which
     the return smoothed over ``window_steps`` env steps first reaches ``threshold`` (NaN if
-    never), env steps per second."""
+    never), env steps per second. ``measure`` says which return: ``greedy`` where the seed's
+    rows have greedy evaluations (``eval_return``: their mean over the final steps, the first
+    evaluation at or above the threshold), else ``behaviour`` (the training episodes' return,
+    smoothed)."""
     df = with_smoothed(df, window_steps)
     rows = []
     for (label, run_dir, seed), g in df.groupby([by] + CURVE_KEY, sort=True):
         g = g.sort_values("env_steps")
-        hit = curves.threshold_index(g["smoothed"].to_numpy(np.float64), threshold)
         last = g.iloc[-1]
+        greedy = "eval_return" in g and g["eval_return"].notna().any()
+        if greedy:
+            ev = g[g["eval_return"].notna()]
+            hit = curves.threshold_index(ev["eval_return"].to_numpy(np.float64), threshold)
+            hit = None if hit is None else g.index.get_loc(ev.index[hit])
+            final = curves.final_eval_return(ev["env_steps"], ev["eval_return"],
+                                             float(last["env_steps"]), final_frac)
+        else:
+            hit = curves.threshold_index(g["smoothed"].to_numpy(np.float64), threshold)
+            final = curves.final_return(g["env_steps"], g["episode_return"], g["episodes"],
+                                        final_frac)
         wall = float(last["wall_time_s"])
         rows.append({
             by: label, "run": last.get("run", Path(run_dir).name), "run_dir": run_dir,
             "seed": int(seed), "algo": last["algo"], "lr": float(last["lr"]),
-            "final_return": curves.final_return(g["env_steps"], g["episode_return"],
-                                                g["episodes"], final_frac),
+            "final_return": final, "measure": "greedy" if greedy else "behaviour",
             "steps_to_threshold": np.nan if hit is None else float(g["env_steps"].iloc[hit]),
             "seconds_to_threshold": (np.nan if hit is None
                                      else float(g["wall_time_s"].iloc[hit])),
@@ -74,8 +86,9 @@ def summary_table(df: pd.DataFrame, threshold: float = 475.0, stat: str = "mean"
     total seconds and mean staleness.
 
     Rows are in ``label_order`` (the order the runs were loaded in). ``workers``/
-    ``envs_per_worker`` are blank for sync runs (a2c, nq_sync...: N =
-    ``total_envs`` envs)."""
+    ``envs_per_worker`` are blank for sync runs (a2c, nq_sync...: N = ``total_envs`` envs).
+    ``measure`` says which return the group's row shows: ``greedy`` (the runs' greedy
+    evaluations, preferred where they have them) or ``behaviour`` (``per_seed``)."""
     seeds = per_seed(df, threshold, by, final_frac, window_steps)
     ends = curve_ends(df, by)
     rows = []
@@ -103,6 +116,7 @@ def summary_table(df: pd.DataFrame, threshold: float = 475.0, stat: str = "mean"
             "env_steps_per_s": float(g["env_steps_per_s"].mean()),
             "wall_time_s": float(g["wall_time_s"].mean()),
             "staleness": float(g["staleness"].mean()),
+            "measure": "/".join(sorted(set(g["measure"]))),
         })
     table = pd.DataFrame(rows, columns=list(SUMMARY_COLUMNS))
     if by != "method":
@@ -241,10 +255,13 @@ def summary_markdown(table: pd.DataFrame) -> str:
         "seconds": table["wall_time_s"],
         "staleness": table["staleness"],
     })
+    if "measure" in table.columns:
+        view.insert(2, "return", table["measure"])
     windows = sorted(set(table["window_steps"]))
     caption = (f"Return {' / '.join(curves.window_text(w) for w in windows)} "
                f"(episode-weighted mean of the episodes that ended in that trailing window) "
-               f"for the columns 'to {thr}'.\n" if windows else "")
+               f"for the columns 'to {thr}'; the 'return' column says whether a row shows the "
+               f"greedy evaluations or the training episodes.\n" if windows else "")
     warnings = "".join(f"Warning: {w}.\n" for w in budget_warnings(table))
     return caption + "\n" + to_markdown(view) + ("\n" + warnings if warnings else "")
 

@@ -11,7 +11,10 @@ network, optimiser, hyperparameters, seeds and env steps (``a3c_jax.config.pairs
 Writes OUT/<async label>/ and OUT/<sync label>/ (a3c and a2c, or nq and nq_sync...; each a
 run directory: config.json, metrics.csv, params...),
 OUT/comparison.png (return against env steps and against wall-clock seconds, mean and
-bootstrapped 95% band over seeds), OUT/summary.csv and OUT/summary.md.
+bootstrapped 95% band over seeds; the greedy evaluations dashed when the runs have them),
+OUT/summary.csv and OUT/summary.md. With ``--eval-every`` the table's final return and
+threshold are the greedy evaluations' (``eval_return``), else the training episodes'; its
+``return`` column says which.
 
 Every option of ``a3c-train`` applies to both sides. The learning rate: --lr given, both
 sides use it; left auto, each side gets its own method's default (on discrete actions 1e-3
@@ -53,7 +56,8 @@ class Args:
     nq against q1_sync...), --workers and --envs-per-worker the asynchronous shape (the
     synchronous side gets W*E envs), --out the directory of OUT/<label>."""
     threshold: float = 475.0
-    """Score for 'env steps / seconds to threshold' (on the smoothed return)."""
+    """Score for 'env steps / seconds to threshold' (on the greedy evaluations with
+    --eval-every, else on the smoothed return)."""
     algos: tuple[str, ...] = ()
     """Which sides of the pair to run, by label (a3c a2c, or nq nq_sync...); empty: both.
     The others are read from OUT if they were run before."""

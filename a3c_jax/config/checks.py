@@ -58,6 +58,14 @@ def check_types(config) -> None:
                          f"{config.lr_anneal_steps!r}")
     if config.log_interval < 0:
         raise ValueError(f"log_interval must be >= 0, got {config.log_interval!r}")
+    if isinstance(config.eval_every, bool) or not isinstance(config.eval_every, int) or (
+            config.eval_every < 0):
+        raise ValueError(f"eval_every must be an integer >= 0 (0: no evaluation), got "
+                         f"{config.eval_every!r}")
+    if (isinstance(config.eval_episodes, bool) or not isinstance(config.eval_episodes, int)
+            or config.eval_episodes <= 0):
+        raise ValueError(f"eval_episodes must be a positive integer, got "
+                         f"{config.eval_episodes!r}")
     if not config.seeds:
         raise ValueError("seeds must name at least one seed")
     if len(set(config.seeds)) != len(config.seeds):

@@ -211,6 +211,14 @@ class Output:
     """Env steps between logged rows; 0 picks about 200 rows per run."""
     log_seconds: float = 1.0
     """Also log a row once this many seconds of training pass without one; 0: by env steps."""
+    eval_every: int = 0
+    """Env steps between greedy evaluations during training (argmax Q, or pi's mode, on
+    environments of their own; ``a3c_jax.algorithms.evaluation``): ``eval_return`` in
+    metrics.csv at the row at or after each multiple. 0 (the default): none, since each one
+    plays ``eval_episodes`` whole episodes (up to the episode limit) and compiles once, a
+    cost a run asks for rather than pays unasked (short runs and the tests stay as fast)."""
+    eval_episodes: int = 10
+    """Episodes each greedy evaluation plays (in parallel); their mean is ``eval_return``."""
     progress: bool = True
     """Show progress: a bar on a terminal, else a plain line every 10 s
     (a3c_jax/shell/progress.py)."""

@@ -19,7 +19,9 @@ SIGNALS = ("grad_norm", "explained_variance", "sigma")
 norm before clipping, the value function's explained variance, a Gaussian policy's sigma."""
 METRIC_COLUMNS = ("algo", "seed", "env_steps", "wall_time_s", "episode_return", "episodes",
                   "policy_loss", "value_loss", "entropy", "total_loss", "staleness",
-                  *SIGNALS)
+                  *SIGNALS, "eval_return")
+"""``eval_return``: mean return of the greedy evaluation shown at this row (``eval_every``;
+blank on rows without one)."""
 UPDATE_COLUMNS = ("seed", "worker", "update", "env_steps", "wall_time_s", "version_read",
                   "version_written", "staleness", "return_sum", "episodes", "nonfinite")
 
@@ -170,3 +172,27 @@ def updates_steps_to(update_rows: Sequence[dict], threshold: float,
     ret = np.array([float(r["return_sum"]) / e if e else np.nan
                     for r, e in zip(rs, eps)])
     return steps_to_threshold(steps, smoothed_returns(steps, ret, eps, window_steps), threshold)
+
+
+def eval_arrays(rows: Sequence[dict]) -> tuple[np.ndarray, np.ndarray]:
+    """(env_steps, eval_return) of the rows of one seed that show a greedy evaluation, as
+    float64 arrays in env-step order (empty when the run made none)."""
+    got = sorted((float(r["env_steps"]), _cell(r.get("eval_return")))
+                 for r in rows if not math.isnan(_cell(r.get("eval_return"))))
+    return (np.array([s for s, _ in got], np.float64),
+            np.array([v for _, v in got], np.float64))
+
+
+def final_eval_return(env_steps, eval_return, last_step: float | None = None,
+                      frac: float = FINAL_FRAC) -> float:
+    """Mean of the greedy evaluations (each already a mean over its episodes) over the last
+    ``frac`` of the curve's env steps (``last_step``: its end, by default the last
+    evaluation's), at least the last one; NaN when there is none."""
+    env_steps = np.asarray(env_steps, np.float64)
+    values = np.asarray(eval_return, np.float64)
+    if env_steps.size == 0:
+        return float("nan")
+    end = env_steps.max() if last_step is None else float(last_step)
+    sel = env_steps > end * (1.0 - frac)
+    sel[np.argmax(env_steps)] = True
+    return float(values[sel].mean())

@@ -7,6 +7,9 @@
 * bins the complete prefix of the records that arrived (``binning.StreamBinner``: the rows are
   exactly those binning every record afterwards gives) into the run's sink, and passes every
   new record on as an ``updates.csv`` row;
+* when the store's step counter passed a multiple of ``eval_every``, evaluates a snapshot of
+  the store's parameters greedily in this process while the workers run on
+  (``a3c_jax.drivers.evaluation``); the row at or after that step shows it (``eval_return``);
 * every ``checkpoint_s`` seconds, checkpoints a lock-free snapshot of the store
   (``a3c_jax.shell.checkpoints``; what a resume restores exactly is said in
   ``a3c_jax.drivers.asynchronous.store_state``).
@@ -23,6 +26,7 @@ import dataclasses
 from typing import Callable
 
 from a3c_jax.drivers import binning, records
+from a3c_jax.drivers.evaluation import Evaluator, Pending
 from a3c_jax.drivers.asynchronous.backends.launch import Launch
 from a3c_jax.drivers.asynchronous.store_state import ResumePoint
 from a3c_jax.drivers.asynchronous.supervisor import train_seed
@@ -38,6 +42,7 @@ class SeedOutcome:
     staleness: dict
     lost: dict
     nonfinite: int = 0               # updates skipped for a non-finite gradient
+    eval_s: float = 0.0              # seconds its greedy evaluations took (workers ran on)
 
 
 def resume_points(config, rd) -> dict[int, ResumePoint]:
@@ -62,8 +67,11 @@ def run_seed(worker, seed: int, rd, loss_fn=None,
                           update=r.update + offsets.get(r.worker, 0))
 
     per_worker: list[list] = [[] for _ in range(c.workers)]
+    evaluator, pending = Evaluator(c), Pending()
+    last_eval = evaluator.index(entry["env_steps"]) if entry and evaluator.enabled else 0
     binner = binning.StreamBinner(
-        per_worker, records.row_builder(c, seed), rd.sink.add_rows,
+        per_worker, records.row_builder(c, seed),
+        lambda rows: rd.sink.add_rows(pending.attach(rows)),
         on_records=lambda rs: rd.sink.add_updates(records.update_rows(seed, rs)),
         transform=shift)
 
@@ -78,16 +86,30 @@ def run_seed(worker, seed: int, rd, loss_fn=None,
                                                       stopped),
                               worker.unravel(store["params"]))})
 
+    def evaluate(T: int, read_flat: Callable) -> None:
+        """A greedy evaluation of the parameters ``read_flat()`` gives when one is due at
+        step ``T`` (while the workers run, a snapshot of the store: its time is not taken
+        out of their clock, and is reported as ``eval_s``)."""
+        nonlocal last_eval
+        at = min(T, c.total_steps)
+        if not evaluator.enabled or evaluator.index(at) <= last_eval:
+            return
+        last_eval = evaluator.index(at)
+        pending.add(at, evaluator.returns(worker.unravel(read_flat()), seed, last_eval))
+
     def on_tick(running: Launch, _per_worker) -> None:
         signum = should_stop()
         if signum is not None:
             raise Interrupted(signum)
+        evaluate(running.T, lambda: running.store_state()["params"])
         binner.poll()
         if rd.checkpoint_due():
             save(running.store_state(), False)
 
     got = train_seed(worker, seed, loss_fn=loss_fn, per_worker=per_worker,
                      on_tick=on_tick, restore=entry["store"] if entry else None)
+    if got.flat_params is not None:   # the last one falls after the last tick
+        evaluate(got.T, lambda: got.flat_params)
     binner.finish()
     if got.store is not None and rd.path is not None:
         diverged = isinstance(got.stopped, Diverged)
@@ -95,5 +117,6 @@ def run_seed(worker, seed: int, rd, loss_fn=None,
         save(got.store, got.stopped is None, stopped_early)
     params = worker.unravel(got.flat_params) if got.flat_params is not None else None
     return SeedOutcome(params, got.stopped, records.staleness_summary(binner.records),
-                       got.lost, sum(r.nonfinite for r in binner.records))
+                       got.lost, sum(r.nonfinite for r in binner.records),
+                       evaluator.seconds)
 

@@ -8,12 +8,14 @@ and ``close()`` when the run ends; ``subscribers(config)`` builds the ones a con
   ``OUT/tensorboard/seed{S}`` (so TensorBoard overlays the seeds), scalars against env steps:
   ``charts/episode_return``, ``charts/episodes``, ``charts/env_steps_per_s``,
   ``charts/wall_time_s``, ``losses/{policy_loss,value_loss,total_loss,entropy}``,
-  ``signals/{grad_norm,explained_variance,sigma}`` (where the method has them) and, for
-  asynchronous runs, ``async/staleness``; the config as text. Uses tensorboardX (a light
+  ``signals/{grad_norm,explained_variance,sigma}`` (where the method has them), for
+  asynchronous runs ``async/staleness``, and at rows with a greedy evaluation
+  (``eval_every``) ``eval/return``; the config as text. Uses tensorboardX (a light
   writer; no TensorFlow): ``pip install 'a3c_jax[tensorboard]'``; ``tensorboard --logdir OUT``.
 * ``WandbLogger`` (``--wandb offline|online``): one W&B run per run directory, files under
-  ``OUT/wandb``; the same scalars as ``seed{S}/...`` keys against ``env_steps``, and the final
-  return per seed in the run summary. Offline runs need no account (``wandb sync`` uploads
+  ``OUT/wandb``; the same scalars as ``seed{S}/...`` keys against ``env_steps``
+  (``seed{S}/eval/return`` for the greedy evaluations), and the final return per seed in the
+  run summary. Offline runs need no account (``wandb sync`` uploads
   them later). ``pip install 'a3c_jax[wandb]'``.
 
 A missing package is a ``ValueError`` naming the option, raised by ``subscribers`` before
@@ -64,6 +66,7 @@ def scalars(row: dict, rate: float, is_async: bool) -> dict[str, float]:
     out.update({f"signals/{k}": _num(row.get(k)) for k in SIGNALS})
     if is_async:
         out["async/staleness"] = _num(row.get("staleness"))
+    out["eval/return"] = _num(row.get("eval_return"))   # blank (NaN) without an evaluation
     return {k: v for k, v in out.items() if not math.isnan(v)}
 
 
@@ -139,7 +142,7 @@ class WandbLogger:
             self.seed_rows.setdefault(seed, []).append(row)
             values = scalars(row, self.rate(row), self.config.is_async)
             self.run.log({"env_steps": int(_num(row["env_steps"])),
-                          **{f"seed{seed}/{k.split('/')[-1]}": v for k, v in values.items()}})
+                          **{f"seed{seed}/{_wandb_name(k)}": v for k, v in values.items()}})
 
     def close(self) -> None:
         if self.run is None:
@@ -148,8 +151,17 @@ class WandbLogger:
             value = curves.final_return(*curves.row_arrays(rs))
             if not math.isnan(value):
                 self.run.summary[f"seed{seed}/final_return"] = value
+            value = curves.final_eval_return(*curves.eval_arrays(rs))
+            if not math.isnan(value):
+                self.run.summary[f"seed{seed}/eval/final_return"] = value
         self.run.finish()
         self.run = None
+
+
+def _wandb_name(tag: str) -> str:
+    """A TensorBoard tag's W&B name under ``seed{S}/``: its last part (``episode_return``),
+    but ``eval/return`` whole (a bare ``return`` would not say which)."""
+    return tag if tag.startswith("eval/") else tag.split("/")[-1]
 
 
 def subscribers(config: Config) -> list:

@@ -87,6 +87,12 @@ def summary_line(result) -> str:
         parts.append(f"final return {np.mean(finals):.4g}{spread}")
     else:
         parts.append("no episode finished")
+    evals = [curves.final_eval_return(*curves.eval_arrays(rs),
+                                      max(float(r["env_steps"]) for r in rs))
+             for rs in seeds.values()]
+    evals = [e for e in evals if not math.isnan(e)]
+    if evals:
+        parts.append(f"final greedy return {np.mean(evals):.4g} (eval_return)")
     if c.stop_return:
         hits = [threshold_hit(rs, c.stop_return, c.stop_window) for rs in seeds.values()]
         hits = [h for h in hits if not math.isnan(h[0])]

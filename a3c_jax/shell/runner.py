@@ -115,6 +115,7 @@ def run_async(config: Config, loss_fn: Callable | None = None,
             extras["staleness"][seed] = got.staleness
             extras["lost"][seed] = got.lost
             extras["nonfinite"][seed] = got.nonfinite
+            extras.setdefault("eval_s", {})[seed] = got.eval_s
             if isinstance(got.stopped, Diverged):
                 extras["diverged"] = str(got.stopped)
                 break
@@ -144,7 +145,7 @@ def run_emulated(config: Config, loss_fn: Callable | None = None,
     rows: list[dict] = []
     urows: list[dict] = []
     for seed, recs in got.records.items():
-        rows += records.rows_from_records(config, seed, recs)
+        rows += got.evals[seed].attach(records.rows_from_records(config, seed, recs))
         urows += records.update_rows(seed, recs)
     if rd is not None:
         rd.sink.add_rows(rows)

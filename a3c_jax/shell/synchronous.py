@@ -9,13 +9,16 @@ the sums a metrics row needs (``Totals``). Between calls, on the host, ``run_gro
   run's rows fall where an uninterrupted run's do) and whenever ``log_seconds`` of training
   passed since the last row; a call is sized, from the measured update rate, to end at the
   next of those (and to last at most ``MAX_CALL_S``), so a cut run still has its curve;
-* hands each row to the run's sink (metrics.csv grows with the run);
+* hands each row to the run's sink (metrics.csv grows with the run), with the mean return
+  of a greedy evaluation (``eval_return``; ``a3c_jax.drivers.evaluation``) at the row at or
+  after each multiple of ``eval_every`` env steps;
 * checks the run's stop request (SIGINT, SIGTERM: ``a3c_jax.shell.signals``) and the early stop;
 * checkpoints the whole ``TrainState`` every ``checkpoint_s`` seconds at a row boundary, and
   when a group ends or is interrupted (``a3c_jax.shell.checkpoints``), so a resumed group continues
   exactly: same parameters, optimiser state, environments and keys as if never stopped.
 
-``wall_time_s`` counts from the end of compilation and continues across a resume.
+``wall_time_s`` counts from the end of compilation and continues across a resume; the time
+evaluations take is left out of it (the clock is shifted by it).
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ import numpy as np
 
 from a3c_jax.core import curves
 from a3c_jax.drivers import records
+from a3c_jax.drivers.evaluation import COLUMN, Evaluator
 from a3c_jax.shell import checkpoints
 
 MAX_CALL_S = 1.0
@@ -163,14 +167,27 @@ def run_groups(trainer, rd, should_stop: Callable[[], bool] = lambda: False
             compile_s += time.perf_counter() - t
             step = compiled[len(group)]
             rd.sink.phase("train")
+            evaluator = Evaluator(c, seeds=len(group))
+            last_eval = evaluator.index(_env_steps(state).max()) if evaluator.enabled else 0
             acc, rate, t0 = None, None, time.perf_counter()
             row_t = t0
 
-            def emit(now):
+            def emit(now) -> float:
+                """Hand the open rows to the sink, with a greedy evaluation when one is due;
+                returns the seconds it took (kept out of ``wall_time_s``)."""
+                nonlocal last_eval
                 # env steps taken (fewer than done * spu with until-terminal segments)
-                steps = np.asarray(jax.device_get(state.env_steps)).reshape(-1)
-                rd.sink.add_rows([seed_row(label, s, acc, i, int(steps[i]), wall0 + now - t0)
-                                  for i, s in enumerate(group)])
+                steps = _env_steps(state)
+                rows = [seed_row(label, s, acc, i, int(steps[i]), wall0 + now - t0)
+                        for i, s in enumerate(group)]
+                t = evaluator.seconds
+                if evaluator.enabled and evaluator.index(steps.max()) > last_eval:
+                    last_eval = evaluator.index(steps.max())
+                    got = evaluator.returns(state.params, group, last_eval)
+                    for row, value in zip(rows, got):
+                        row[COLUMN] = float(value)
+                rd.sink.add_rows(rows)
+                return evaluator.seconds - t
 
             try:
                 while done < total:
@@ -198,8 +215,9 @@ def run_groups(trainer, rd, should_stop: Callable[[], bool] = lambda: False
                         break
                     if (done % chunk == 0 or done == total
                             or (c.log_seconds > 0 and now - row_t >= c.log_seconds)):
-                        emit(now)
-                        acc, row_t = None, now
+                        paused = emit(now)
+                        t0 += paused
+                        acc, row_t = None, now + paused
                         if c.stop_return and all(records.reached(rd.sink.rows, s, c)
                                                  for s in group):
                             stopped = True
@@ -211,7 +229,7 @@ def run_groups(trainer, rd, should_stop: Callable[[], bool] = lambda: False
                 done = int(np.asarray(jax.device_get(state.update)).reshape(-1)[0])
             now = time.perf_counter()
             if acc is not None:   # the rows of an interrupted run end where it stopped
-                emit(now)
+                t0 += emit(now)
             wall0 += now - t0
         if rd.path is not None:
             _checkpoint(rd, group, state, done, wall0, resumes,
@@ -222,6 +240,11 @@ def run_groups(trainer, rd, should_stop: Callable[[], bool] = lambda: False
             params[seed] = jax.tree.map(lambda x, i=i: x[i], final)
             divergence["nonfinite"][seed] = int(total_skipped[i])
     return params, compile_s, interrupted, divergence
+
+
+def _env_steps(state) -> np.ndarray:
+    """[seeds] env steps taken by each seed of a group's state."""
+    return np.asarray(jax.device_get(state.env_steps)).reshape(-1)
 
 
 def _checkpoint(rd, group, state, done: int, wall: float, resumes: int,

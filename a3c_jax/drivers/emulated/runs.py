@@ -11,7 +11,8 @@ equivalent trajectories that are not bit-identical (rounding differences grow ov
   ``config.staleness`` before anything compiles; chunks of ``log_interval`` env steps (at
   least ``MIN_CHUNK`` updates);
   the early stop is ``records.StopMonitor`` (exact) per seed, and the batch stops when every
-  seed has reached it. Each update becomes an ``UpdateRecord`` (worker, versions read and
+  seed has reached it; between chunks, the greedy evaluations (``eval_every``) that fell due
+  (``EmulatedRun.evals``; their time is left out of the clock). Each update becomes an ``UpdateRecord`` (worker, versions read and
   written, the tau used...), so metrics.csv and updates.csv are written as for the other
   asynchronous backends; within a chunk, wall time is interpolated linearly.
 * ``sweep(config, models, seeds)``: every (model, seed) pair in one batch per block size
@@ -33,6 +34,7 @@ from a3c_jax.core import curves
 from a3c_jax.core import staleness
 from a3c_jax.config.schema import Resolved
 from a3c_jax.drivers.emulated.program import Emulator, EmuOut, Plan
+from a3c_jax.drivers.evaluation import Evaluator, Pending
 from a3c_jax.drivers.records import StopMonitor, UpdateRecord, log_interval, staleness_summary
 
 MIN_CHUNK = 1_000   # updates per call at least: a call costs a host round trip
@@ -60,6 +62,7 @@ class Batch:
                                                   self.valid[:, :n]).compile()
         self.compiled = {n: f for (n, size), f in cache.items() if size == len(seeds)}
         self.compile_s = time.perf_counter() - t
+        self.paused_s = 0.0   # time spent between chunks that the clock leaves out
 
     def chunks(self) -> Iterator[tuple[int, EmuOut, float]]:
         """Run chunk after chunk; yields (first update index, the chunk's outputs on the host,
@@ -71,7 +74,7 @@ class Batch:
             self.state, out = self.compiled[n](self.state, self.taus[:, sl],
                                                self.workers[:, sl], self.valid[:, sl])
             out = jax.tree.map(np.asarray, jax.device_get(out))
-            yield done * self.plan.block, out, time.perf_counter() - t0
+            yield done * self.plan.block, out, time.perf_counter() - t0 - self.paused_s
             done += n
 
     def params(self) -> list[Any]:
@@ -112,6 +115,8 @@ class EmulatedRun:
     params: dict[int, Any]
     interrupted: bool = False
     extras: dict = dataclasses.field(default_factory=dict)
+    evals: dict[int, Pending] = dataclasses.field(default_factory=dict)
+    """Per seed, the greedy evaluations (``eval_every``) its rows are to show."""
 
 
 def run_seeds(config: Resolved, loss_fn: Callable | None = None,
@@ -134,6 +139,8 @@ def run_seeds(config: Resolved, loss_fn: Callable | None = None,
         "backend": "emulated", "staleness_model": model.label, "block": plan.block,
         "ring_size": plan.ring_size, "compile_s": 0.0, "staleness": {}})
     cache: dict = {}
+    evaluator = Evaluator(config)
+    run.evals = {s: Pending() for s in config.seeds}
     try:
         for group in groups:
             batch = Batch(emu, plan, group, [scheds[s] for s in group],
@@ -150,6 +157,8 @@ def run_seeds(config: Resolved, loss_fn: Callable | None = None,
                         for r in recs if config.stop_return else ():
                             monitors[s].add(r.env_steps, r.return_sum, r.episodes)
                     wall = now
+                    if evaluator.enabled:
+                        batch.paused_s += _evaluate(evaluator, batch, group, run)
                     if on_progress is not None:
                         on_progress(int(out.valid.sum()) * emu.spu)
                     if config.stop_return and all(m.fired_at is not None
@@ -163,7 +172,23 @@ def run_seeds(config: Resolved, loss_fn: Callable | None = None,
         run.interrupted = True
     for s, recs in run.records.items():
         run.extras["staleness"][s] = staleness_summary(recs)
+    run.extras["eval_s"] = evaluator.seconds
     return run
+
+
+def _evaluate(evaluator: Evaluator, batch: Batch, group: Sequence[int], run: EmulatedRun
+              ) -> float:
+    """The greedy evaluations due after a chunk, for each seed of ``group`` whose env steps
+    passed a multiple of ``eval_every`` since its last one; returns the seconds taken."""
+    t = time.perf_counter()
+    steps = {s: run.records[s][-1].env_steps if run.records[s] else 0 for s in group}
+    due = {s: evaluator.index(n) for s, n in steps.items()
+           if evaluator.index(n) > evaluator.index(run.evals[s].last)}
+    if due:
+        params = dict(zip(group, batch.params()))
+        for s, k in due.items():
+            run.evals[s].add(steps[s], evaluator.returns(params[s], s, k))
+    return time.perf_counter() - t
 
 
 @dataclasses.dataclass
