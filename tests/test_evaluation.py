@@ -78,7 +78,8 @@ def test_evaluation_does_not_perturb_training():
     plain = run(Config(**base), write=False).rows
     evald = run(Config(**base, eval_every=1000, eval_episodes=4), write=False).rows
     skip = ("wall_time_s", "eval_return")
-    strip = [[{k: v for k, v in r.items() if k not in skip} for r in rows]
+    nan = lambda v: "nan" if isinstance(v, float) and math.isnan(v) else v  # noqa: E731
+    strip = [[{k: nan(v) for k, v in r.items() if k not in skip} for r in rows]
              for rows in (plain, evald)]
     assert strip[0] == strip[1]
     shown = [(r["seed"], r["env_steps"]) for r in evald if "eval_return" in r]

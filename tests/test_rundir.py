@@ -205,7 +205,8 @@ def test_every_driver_builds_its_row_from_the_same_sums():
                    "value_loss": 0.5, "entropy": 0.1, "total_loss": 0.75, "staleness": 1.5,
                    "grad_norm": 2.0, "explained_variance": 0.5}
     assert sigma != sigma   # NaN: no update had one (a categorical policy)
-    assert tuple(row) + ("sigma",) == curves.METRIC_COLUMNS
+    # eval_return is added only to the rows an evaluation is shown at
+    assert tuple(row) + ("sigma", "eval_return") == curves.METRIC_COLUMNS
     none = curves.metrics_row("a2c", 0, 8, 0.1, curves.RowSums(2, 0.0, 0.0, 1, 1, 1, 1))
     assert none["episodes"] == 0 and none["staleness"] == 0.0
     assert none["episode_return"] != none["episode_return"]   # NaN without an episode
