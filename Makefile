@@ -5,7 +5,7 @@ BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 DEVSTAMP:= $(VENV)/.installed-dev
 
-.PHONY: demo test test-learning bench clean
+.PHONY: demo test test-long bench clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -23,17 +23,19 @@ $(DEVSTAMP): $(STAMP)
 demo: $(STAMP)
 	$(BIN)/python experiments/compare.py --out runs/demo --overwrite
 
-## test: the import contract (pyproject.toml), then every test but the learning runs, on 2
+## test: the import contract (pyproject.toml), then every test but the long ones, on 2
 ## processes (files with shared fixtures stay together), then the serial ones
 PYTEST := $(BIN)/python -m pytest -q -n 2 --dist loadgroup
+FAST   := not learning and not slow
 test: $(DEVSTAMP)
 	$(BIN)/lint-imports
-	$(PYTEST) -m "not serial and not learning" tests
-	$(BIN)/python -m pytest -q -m "serial and not learning" tests
+	$(PYTEST) -m "$(FAST) and not serial" tests
+	$(BIN)/python -m pytest -q -m "$(FAST) and serial" tests
 
-## test-learning: the learning runs (fixed seeds, real thresholds; minutes each); CI runs both
-test-learning: $(DEVSTAMP)
-	$(PYTEST) -m "learning" tests
+## test-long: the learning runs (fixed seeds, real thresholds) and the slow system tests
+## (Ray, notebooks, kill -9 then resume); CI runs it after make test
+test-long: $(DEVSTAMP)
+	$(PYTEST) -m "learning or slow" tests
 
 ## bench: throughput benchmarks (print their figures; never part of the tests)
 bench: $(STAMP)

@@ -175,6 +175,7 @@ def test_sigterm_stops_a_threads_run_and_keeps_everything(tmp_path):
     assert "interrupted" in train.out.read_text() and "Traceback" not in train.err.read_text()
 
 
+@pytest.mark.slow
 def test_sigkill_keeps_the_curve_and_the_run_resumes(tmp_path):
     out = tmp_path / "run"
     train = Train(tmp_path, "kill", "--algo", "a2c", "--num-envs", "2", "--total-steps",
@@ -233,6 +234,7 @@ def test_kill_9_in_warm_up_leaves_no_orphan_and_no_segment(tmp_path):
     assert train.segments() == []
 
 
+@pytest.mark.slow
 def test_kill_9_in_training_then_resume_then_sigterm(tmp_path):
     out = tmp_path / "run"
     train = Train(tmp_path, "kill9", "--algo", "a3c", "--backend", "processes",

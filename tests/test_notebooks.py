@@ -15,6 +15,8 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
+pytestmark = pytest.mark.slow   # minutes of fresh processes: make test-long runs it
+
 NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
 BUDGET = "3000"
 PNG = b"\x89PNG\r\n\x1a\n"

@@ -3,6 +3,8 @@
 import numpy as np
 import pytest
 
+pytestmark = pytest.mark.slow   # minutes of fresh processes: make test-long runs it
+
 ray = pytest.importorskip("ray", reason="the ray extra is not installed (pip install .[ray])")
 
 from a3c_jax.core import curves
