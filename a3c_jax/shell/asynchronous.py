@@ -38,6 +38,7 @@ class SeedOutcome:
     staleness: dict
     lost: dict
     nonfinite: int = 0               # updates skipped for a non-finite gradient
+    restarts: list = dataclasses.field(default_factory=list)   # worker processes restarted
 
 
 def resume_points(config, rd) -> dict[int, ResumePoint]:
@@ -94,6 +95,7 @@ def run_seed(worker, seed: int, rd, loss_fn=None,
         stopped_early = (got.stopped is None and got.T < c.total_steps) or diverged
         save(got.store, got.stopped is None, stopped_early)
     params = worker.unravel(got.flat_params) if got.flat_params is not None else None
+    restarts = [{**e, "time_s": e["time_s"] + wall0} for e in got.restarts]   # records' clock
     return SeedOutcome(params, got.stopped, records.staleness_summary(binner.records),
-                       got.lost, sum(r.nonfinite for r in binner.records))
+                       got.lost, sum(r.nonfinite for r in binner.records), restarts)
 

@@ -46,7 +46,7 @@ WRITTEN = RUN_FILES + ("updates.csv", "returns.png", "params_seed*.msgpack", "ev
 the only entries ``overwrite`` removes."""
 RESUMABLE = ("total_steps", "out", "resume", "overwrite", "progress", "log_interval",
              "log_seconds", "checkpoint_s", "stop_return", "stop_window", "ray_address",
-             "tensorboard", "wandb", "wandb_project")
+             "tensorboard", "wandb", "wandb_project", "max_restarts")
 """Fields a resumed run may change; every other field must match the run's config.json."""
 
 

@@ -100,7 +100,8 @@ def run_async(config: Config, loss_fn: Callable | None = None,
         worker.compile()
         rd.sink.phase("train")   # other backends compile in their workers: the rows say when
     params: dict[int, Any] = {}
-    extras: dict = {"staleness": {}, "lost": {}, "nonfinite": {}, "backend": config.backend,
+    extras: dict = {"staleness": {}, "lost": {}, "nonfinite": {}, "restarts": {},
+                    "backend": config.backend,
                     "compile_s": time.perf_counter() - t_compile}
     interrupted = False
     failure: BaseException | None = None
@@ -115,6 +116,8 @@ def run_async(config: Config, loss_fn: Callable | None = None,
             extras["staleness"][seed] = got.staleness
             extras["lost"][seed] = got.lost
             extras["nonfinite"][seed] = got.nonfinite
+            if got.restarts:
+                extras["restarts"][seed] = got.restarts
             if isinstance(got.stopped, Diverged):
                 extras["diverged"] = str(got.stopped)
                 break
@@ -221,7 +224,8 @@ def run(config: Config, loss_fn: Callable | None = None, write: bool = True,
                   else "diverged" if diverged else "completed")
         rd.finish(status, error=failure,
                   signum=sig.received if result.interrupted else None,
-                  diverged=diverged, nonfinite=result.extras.get("nonfinite"))
+                  diverged=diverged, nonfinite=result.extras.get("nonfinite"),
+                  restarts=result.extras.get("restarts"))
     if failure is not None:
         raise failure
     return result
