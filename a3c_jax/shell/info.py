@@ -115,6 +115,18 @@ def finished(run_dir: Path, info: dict, status: str, error: BaseException | None
     _write(run_dir, info)
 
 
+def finished_or_say(run_dir: Path, info: dict, status: str, **outcome) -> OSError | None:
+    """``finished``; when run.json cannot be written (a full disk), say so on stderr, one
+    line, and return the error."""
+    try:
+        finished(run_dir, info, status, **outcome)
+    except OSError as err:
+        print(f"error: {err}; run.json does not record that the run {status}",
+              file=sys.stderr, flush=True)
+        return err
+    return None
+
+
 def typed_row(row: dict, file: str = "metrics.csv") -> dict:
     """A row read back from metrics.csv or updates.csv with its numbers as numbers."""
     out = {}
