@@ -42,8 +42,8 @@ def test_process_backend_runs_and_cleans_up():
 
 
 def test_sigkilled_worker_fails_the_run_and_leaves_no_segment():
-    before = segments()
-    worker = AsyncWorker.from_config(CFG.replace(total_steps=50_000_000))
+    before = segments()   # with no restarts allowed (tests/test_restarts.py: with them)
+    worker = AsyncWorker.from_config(CFG.replace(total_steps=50_000_000, max_restarts=0))
 
     def kill_later(procs):
         threading.Timer(1.0, os.kill, args=(procs[1].pid, signal.SIGKILL)).start()
@@ -76,7 +76,7 @@ def test_worker_exception_is_reported_with_traceback(tmp_path):
 
     with pytest.raises(WorkerProcessError, match="(?s)worker \\d failed.*Traceback"):
         # the loss is traced only inside the worker processes, so the error is raised there
-        run(CFG.replace(out=str(tmp_path / "r"), algo="a3c", hidden=(8,)),
+        run(CFG.replace(out=str(tmp_path / "r"), algo="a3c", hidden=(8,), max_restarts=0),
             loss_fn=_raising_loss)
     assert (tmp_path / "r" / "config.json").exists()
 
@@ -117,7 +117,7 @@ def _failing_later_loss(params, apply_fn, traj, cfg):
 
 
 def test_failing_worker_flushes_its_records_before_it_exits():
-    cfg = CFG.replace(workers=1, total_steps=50_000_000, hidden=(8,))
+    cfg = CFG.replace(workers=1, total_steps=50_000_000, hidden=(8,), max_restarts=0)
     got = train_seed(AsyncWorker.from_config(cfg), 0, loss_fn=_failing_later_loss)
     assert isinstance(got.stopped, WorkerProcessError) and "injected failure" in str(got.stopped)
     # one call compiles, then FAIL_AT - 1 updates wrote a record each: every one arrived,

@@ -16,6 +16,7 @@ import traceback
 
 from a3c_jax.commands import cli
 from a3c_jax.shell import progress, directory as rundir, signals
+from a3c_jax.shell.files import WriteError
 from a3c_jax.shell.runner import InvalidInput, run
 from a3c_jax.drivers.asynchronous.worker import WorkerError
 
@@ -23,7 +24,7 @@ from a3c_jax.drivers.asynchronous.worker import WorkerError
 def main(argv: list[str] | None = None) -> int:
     """Exit status: 0 done, 2 bad input (nothing written), 130 / 143 interrupted by SIGINT /
     SIGTERM (everything gathered is written), 1 the run failed or diverged (run.json holds the
-    error, or the divergence)."""
+    error, or the divergence), or a run file could not be written (one line names it)."""
     config = cli.parse_config(argv, description=__doc__)
     if config.resume:   # the run's own config; the flags given here change it
         config = cli.parse_config(argv, description=__doc__,
@@ -40,6 +41,10 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:   # Python's own Ctrl-C, where no handler could be installed
         print("interrupted", file=sys.stderr)
         return 130
+    except WriteError as err:   # a full disk, a size limit: the last checkpoint stays whole
+        print(f"error: {err}; the run stopped; --resume continues from the last checkpoint "
+              "once the file can be written", file=sys.stderr)
+        return 1
     except WorkerError as err:
         print(f"error: the run failed: {err}\n(see {config.out}/run.json)", file=sys.stderr)
         return 1

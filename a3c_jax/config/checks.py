@@ -103,7 +103,7 @@ def check_ranges(config) -> None:
                          f"{config.repeat_action_probability!r}")
     if config.eps_final > 1.0:
         raise ValueError(f"eps_final must be <= 1 (negative = sampled), got {config.eps_final!r}")
-    for name, low in (("noop_max", 0), ("max_episode_frames", 1)):
+    for name, low in (("noop_max", 0), ("max_episode_frames", 1), ("max_restarts", 0)):
         value = getattr(config, name)
         if isinstance(value, bool) or not isinstance(value, int) or value < low:
             raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")

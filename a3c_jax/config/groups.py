@@ -174,6 +174,10 @@ class Parallelism:
     or trace:PATH (replay the staleness column of a run's updates.csv, or its directory)."""
     ray_address: str = ""
     """Ray backend: address of an existing cluster; empty starts a local Ray instance."""
+    max_restarts: int = 3
+    """Process backend: a worker process that dies (killed, or raising) is started again from
+    the store's current parameters, with fresh environments, up to this many times per seed;
+    then the run stops with its error. 0: the first failure stops the run."""
 
 
 @dataclasses.dataclass(frozen=True)

@@ -43,6 +43,7 @@ class SeedOutcome:
     lost: dict
     nonfinite: int = 0               # updates skipped for a non-finite gradient
     eval_s: float = 0.0              # seconds its greedy evaluations took (workers ran on)
+    restarts: list = dataclasses.field(default_factory=list)   # worker processes restarted
 
 
 def resume_points(config, rd) -> dict[int, ResumePoint]:
@@ -116,7 +117,8 @@ def run_seed(worker, seed: int, rd, loss_fn=None,
         stopped_early = (got.stopped is None and got.T < c.total_steps) or diverged
         save(got.store, got.stopped is None, stopped_early)
     params = worker.unravel(got.flat_params) if got.flat_params is not None else None
+    restarts = [{**e, "time_s": e["time_s"] + wall0} for e in got.restarts]   # records' clock
     return SeedOutcome(params, got.stopped, records.staleness_summary(binner.records),
                        got.lost, sum(r.nonfinite for r in binner.records),
-                       evaluator.seconds)
+                       evaluator.seconds, restarts)
 

@@ -46,7 +46,7 @@ WRITTEN = RUN_FILES + ("updates.csv", "returns.png", "params_seed*.msgpack", "ev
 the only entries ``overwrite`` removes."""
 RESUMABLE = ("total_steps", "out", "resume", "overwrite", "progress", "log_interval",
              "log_seconds", "checkpoint_s", "stop_return", "stop_window", "ray_address",
-             "tensorboard", "wandb", "wandb_project")
+             "tensorboard", "wandb", "wandb_project", "max_restarts")
 """Fields a resumed run may change; every other field must match the run's config.json."""
 
 
@@ -285,7 +285,16 @@ class RunDir:
 
     def finish(self, status: str, error: BaseException | None = None,
                signum: int | None = None, **outcome) -> None:
-        self.sink.close()
+        """Flush the curves and write the outcome to run.json. A curve that cannot be written
+        makes the run failed; when run.json itself cannot be written, stderr says so. Raises
+        the first write error (``files.WriteError``) after trying both."""
+        failure = None
+        try:
+            self.sink.close()
+        except OSError as err:
+            failure, status, error = err, "failed", error or err
         if self.path is not None and self.info:
-            runinfo.finished(self.path, self.info, status, error=error, signum=signum,
-                             **outcome)
+            failure = failure or runinfo.finished_or_say(self.path, self.info, status,
+                                                         error=error, signum=signum, **outcome)
+        if failure is not None:
+            raise failure

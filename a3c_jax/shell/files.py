@@ -4,12 +4,16 @@ A run directory holds ``config.json`` (the full config), ``metrics.csv`` (one ro
 interval per seed, the same columns for every algorithm), optionally ``updates.csv`` (one row
 per asynchronous update: worker, staleness...), ``params_seed{S}.msgpack`` (final parameters,
 flax serialisation) and plots. Files are written to a temporary name in the same directory and
-renamed, so a crash or Ctrl-C never leaves a half-written file.
+renamed, so a crash or Ctrl-C never leaves a half-written file. A write that fails (a full
+disk, a file-size limit, an I/O error) raises ``WriteError``, which names the path and the
+errno; the file it meant to replace is left as it was.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import errno
 import io
 import json
 import math
@@ -27,21 +31,42 @@ def _umask() -> int:
     return mask
 
 
+class WriteError(OSError):
+    """A run file could not be written: ``errno`` (ENOSPC, EFBIG, EIO...) and ``filename``."""
+
+    def __str__(self) -> str:
+        name = errno.errorcode.get(self.errno, str(self.errno))
+        return f"cannot write {self.filename}: {name} ({self.strerror})"
+
+
+@contextlib.contextmanager
+def writing(path: str | os.PathLike):
+    """Turn an ``OSError`` raised while writing ``path`` into a ``WriteError`` naming it (the
+    error a bare ``os.write`` gives names no file)."""
+    try:
+        yield
+    except WriteError:
+        raise
+    except OSError as err:
+        raise WriteError(err.errno, err.strerror or str(err), str(path)) from err
+
+
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the usual file mode
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with writing(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the usual file mode
+            os.replace(tmp, path)
+        except BaseException:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+            raise
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:

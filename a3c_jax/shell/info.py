@@ -4,7 +4,9 @@ Written atomically when the run starts (``status`` "running") and again when it 
 
 * ``status``: running, completed, interrupted (``signal``: SIGINT or SIGTERM), diverged
   (``diverged``: which seed, at which env step) or failed (``error``: the exception's type
-  and message); ``nonfinite``: per seed, the updates skipped for a non-finite gradient; a run killed with SIGKILL or by the
+  and message); ``nonfinite``: per seed, the updates skipped for a non-finite gradient;
+  ``restarts``: per seed, the worker processes started again (worker, ``time_s`` on the
+  records' clock, T, cause; ``--max-restarts``); a run killed with SIGKILL or by the
   out-of-memory killer stays "running" with a ``pid`` that no longer exists;
 * ``started`` / ``ended`` (ISO 8601, local time with offset), ``pid``, ``host``, ``argv`` (the
   command line), ``total_steps``, ``resume`` (whether this invocation continued a run);
@@ -100,7 +102,7 @@ def started(run_dir: Path, config, argv=None) -> dict:
 
 def finished(run_dir: Path, info: dict, status: str, error: BaseException | None = None,
              signum: int | None = None, diverged: str | None = None,
-             nonfinite: dict | None = None) -> None:
+             nonfinite: dict | None = None, restarts: dict | None = None) -> None:
     """Rewrite run.json with the run's outcome."""
     import signal
 
@@ -108,8 +110,21 @@ def finished(run_dir: Path, info: dict, status: str, error: BaseException | None
                 signal=None if signum is None else signal.Signals(signum).name,
                 error=None if error is None else f"{type(error).__name__}: {error}",
                 diverged=diverged,
-                nonfinite={str(s): int(n) for s, n in (nonfinite or {}).items()})
+                nonfinite={str(s): int(n) for s, n in (nonfinite or {}).items()},
+                restarts={str(s): list(e) for s, e in (restarts or {}).items()})
     _write(run_dir, info)
+
+
+def finished_or_say(run_dir: Path, info: dict, status: str, **outcome) -> OSError | None:
+    """``finished``; when run.json cannot be written (a full disk), say so on stderr, one
+    line, and return the error."""
+    try:
+        finished(run_dir, info, status, **outcome)
+    except OSError as err:
+        print(f"error: {err}; run.json does not record that the run {status}",
+              file=sys.stderr, flush=True)
+        return err
+    return None
 
 
 def typed_row(row: dict, file: str = "metrics.csv") -> dict:

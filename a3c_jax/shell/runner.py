@@ -100,7 +100,8 @@ def run_async(config: Config, loss_fn: Callable | None = None,
         worker.compile()
         rd.sink.phase("train")   # other backends compile in their workers: the rows say when
     params: dict[int, Any] = {}
-    extras: dict = {"staleness": {}, "lost": {}, "nonfinite": {}, "backend": config.backend,
+    extras: dict = {"staleness": {}, "lost": {}, "nonfinite": {}, "restarts": {},
+                    "backend": config.backend,
                     "compile_s": time.perf_counter() - t_compile}
     interrupted = False
     failure: BaseException | None = None
@@ -116,6 +117,8 @@ def run_async(config: Config, loss_fn: Callable | None = None,
             extras["lost"][seed] = got.lost
             extras["nonfinite"][seed] = got.nonfinite
             extras.setdefault("eval_s", {})[seed] = got.eval_s
+            if got.restarts:
+                extras["restarts"][seed] = got.restarts
             if isinstance(got.stopped, Diverged):
                 extras["diverged"] = str(got.stopped)
                 break
@@ -174,6 +177,15 @@ def write_run(result: RunResult) -> None:
     result.run_dir = run_dir
 
 
+def _finish_failing(rd: directory.RunDir, status: str, **outcome) -> None:
+    """``rd.finish`` for a run already stopping with an error: that error is the one raised
+    (a write that also fails here was said on stderr, or is in run.json)."""
+    try:
+        rd.finish(status, **outcome)
+    except OSError:
+        pass
+
+
 def run(config: Config, loss_fn: Callable | None = None, write: bool = True,
         subscribers: Sequence = ()) -> RunResult:
     """Validate, resolve the per-method defaults (once), check the run directory's options
@@ -203,10 +215,10 @@ def run(config: Config, loss_fn: Callable | None = None, write: bool = True,
             else:
                 result = run_async(config, loss_fn, rd, stop)
         except KeyboardInterrupt:   # a driver that let Ctrl-C through: nothing to write
-            rd.finish("interrupted", signum=sig.received or signal.SIGINT)
+            _finish_failing(rd, "interrupted", signum=sig.received or signal.SIGINT)
             raise
-        except BaseException as exc:
-            rd.finish("failed", error=exc)
+        except BaseException as exc:   # a worker's error, or a write that failed (full disk)
+            _finish_failing(rd, "failed", error=exc)
             raise
         failure = result.extras.pop("failure", None)
         result.extras["signal"] = signals.signal_name(sig.received if result.interrupted
@@ -215,14 +227,15 @@ def run(config: Config, loss_fn: Callable | None = None, write: bool = True,
             if write:
                 write_run(result)
         except BaseException as exc:
-            rd.finish("failed", error=exc)
+            _finish_failing(rd, "failed", error=exc)
             raise
         diverged = result.extras.get("diverged")
         status = ("failed" if failure is not None else "interrupted" if result.interrupted
                   else "diverged" if diverged else "completed")
         rd.finish(status, error=failure,
                   signum=sig.received if result.interrupted else None,
-                  diverged=diverged, nonfinite=result.extras.get("nonfinite"))
+                  diverged=diverged, nonfinite=result.extras.get("nonfinite"),
+                  restarts=result.extras.get("restarts"))
     if failure is not None:
         raise failure
     return result

@@ -96,12 +96,15 @@ class _Appender:
             return
         header = not self.path.exists() or self.path.stat().st_size == 0
         data = _lines(self.columns, self.pending, header)
-        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
-        try:
-            os.write(fd, data)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        with runlog.writing(self.path):
+            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
+            try:
+                done = 0
+                while done < len(data):   # a short write (a size limit) leaves a torn line
+                    done += os.write(fd, data[done:])   # the next one raises (EFBIG, ENOSPC)
+                os.fsync(fd)
+            finally:
+                os.close(fd)
         self.pending = []
 
 

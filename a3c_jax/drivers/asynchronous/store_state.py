@@ -15,6 +15,11 @@ are not continued), and per-worker optimiser statistics (``rmsprop_local``, ``sg
 momentum), which start from zero. Value-based workers keep their final epsilons (drawn from
 the seed, as before) and continue their epsilon schedules at T / (W * E) env steps per
 environment, where an uninterrupted run's environments would be.
+
+A worker process that dies mid-run and is started again (the process backend's restarts)
+is re-derived the same way from the live store: fresh environments, its keys with the restart
+count folded in (``RESTART_STREAM``), its epsilons (value methods) drawn again from the seed
+and the restart count, and its epsilon schedules at T / (W * E) env steps per environment.
 """
 
 from __future__ import annotations
@@ -31,6 +36,9 @@ from a3c_jax.drivers.asynchronous.store import SharedStore
 from a3c_jax.drivers.asynchronous.worker import AsyncWorker
 
 BUFFERS = ("params", "rms", "target", "probe", "counters")
+RESTART_STREAM = 0x5E57A27
+"""Folded into a restarted worker's keys before its restart count: a stream no resume and no
+first start uses."""
 
 
 class ResumePoint(NamedTuple):
@@ -67,32 +75,48 @@ def restore_store(store: SharedStore, state: dict) -> None:
 
 class ResumedWorker(AsyncWorker):
     """``AsyncWorker`` whose actors start where a resumed seed continues (module docstring);
-    ``points`` maps a seed to its ``ResumePoint`` (a seed not in it starts afresh)."""
+    ``points`` maps a seed to its ``ResumePoint`` (a seed not in it starts afresh);
+    ``restart`` (count, T) re-derives a worker process started again mid-run."""
 
     def __init__(self, config: Resolved, loss_fn: Callable | None = None,
-                 points: dict[int, ResumePoint] | None = None):
+                 points: dict[int, ResumePoint] | None = None,
+                 restart: tuple[int, int] | None = None):
         super().__init__(config, loss_fn)
         self.points = dict(points or {})
+        self.restart = restart
 
     def init_actor(self, seed: int, worker: int):
         actor, key = super().init_actor(seed, worker)
         point = self.points.get(seed)
-        if point is None or point.count == 0:
+        if (point is None or point.count == 0) and self.restart is None:
             return actor, key
-        k_env, k_run = (jax.random.fold_in(k, point.count)
-                        for k in algorithm.worker_keys(seed, worker))
-        actor = self._init_actor(k_env, actor.eps_final)
+        keys = algorithm.worker_keys(seed, worker)
+        eps, env_steps = actor.eps_final, point.env_steps if point else 0
+        if point is not None and point.count:
+            keys = tuple(jax.random.fold_in(k, point.count) for k in keys)
+        if self.restart is not None:
+            count, env_steps = self.restart
+            keys = tuple(jax.random.fold_in(jax.random.fold_in(k, RESTART_STREAM), count)
+                         for k in keys)
+            if eps is not None:   # drawn again, from the seed and the restart count
+                c, E = self.config, self.config.envs_per_worker
+                root = jax.random.fold_in(jax.random.key(seed), RESTART_STREAM + count)
+                eps = self.algo.actor_epsilons(c, root, c.workers * E)[worker * E:
+                                                                       (worker + 1) * E]
+        k_env, k_run = keys
+        actor = self._init_actor(k_env, eps)
         if actor.steps is not None:
             c = self.config
-            per_env = point.env_steps // (c.workers * c.envs_per_worker)
+            per_env = env_steps // (c.workers * c.envs_per_worker)
             actor = actor._replace(steps=jnp.asarray(per_env, jnp.int32))
         return actor, k_run
 
 
 def build_worker(config_dict: dict, loss_fn: Callable | None,
-                 points: dict[int, ResumePoint] | None) -> AsyncWorker:
+                 points: dict[int, ResumePoint] | None,
+                 restart: tuple[int, int] | None = None) -> AsyncWorker:
     """The worker a backend builds in its own process from a resolved config."""
-    return ResumedWorker(Resolved.from_dict(config_dict), loss_fn, points)
+    return ResumedWorker(Resolved.from_dict(config_dict), loss_fn, points, restart)
 
 
 def worker_points(worker: AsyncWorker) -> dict[int, ResumePoint] | None:

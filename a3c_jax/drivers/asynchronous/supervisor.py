@@ -35,6 +35,7 @@ class SeedRun:
     records: list[UpdateRecord]
     stopped: BaseException | None    # KeyboardInterrupt, WorkerError or Diverged, if one
     store: dict | None = None        # the store's final buffers and counters (resume)
+    restarts: list[dict] = dataclasses.field(default_factory=list)   # workers started again
 
 
 def launch(worker: AsyncWorker, seed: int, per_worker: list[list], loss_fn=None,
@@ -95,4 +96,5 @@ def train_seed(worker: AsyncWorker, seed: int, on_progress: Callable[[int], None
     if on_progress is not None:
         on_progress(min(T, c.total_steps) - last_t)
     return SeedRun(flat, lost, T, [r for rs in per_worker for r in rs], stopped,
-                   running.final_store if running is not None else None)
+                   running.final_store if running is not None else None,
+                   list(getattr(running, "restarts", [])))

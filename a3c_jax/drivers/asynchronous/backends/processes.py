@@ -41,82 +41,20 @@ import multiprocessing as mp
 import os
 import queue as queue_lib
 import signal
+import sys
 import time
-import traceback
 from typing import Callable
 
 from a3c_jax import _xla
 from a3c_jax.drivers.records import UpdateRecord
-from a3c_jax.drivers.asynchronous.store_state import (build_worker, restore_store, store_state,
-                                                      worker_points)
+from a3c_jax.drivers.asynchronous.store_state import restore_store, store_state, worker_points
 from a3c_jax.drivers.asynchronous.store import SharedStore
 from a3c_jax.drivers.asynchronous.backends.launch import LocalStoreLaunch
-from a3c_jax.drivers.asynchronous.backends.shared_memory import (SHM_PREFIX, Reaper,
-                                                                 SharedMemoryStore, attach,
-                                                                 watch_parent)  # noqa: F401
+from a3c_jax.drivers.asynchronous.backends.process_worker import (RecordRing, ring_layout,
+                                                                  worker_main)
+from a3c_jax.drivers.asynchronous.backends.shared_memory import (SHM_PREFIX, Reaper,  # noqa: F401
+                                                                 SharedMemoryStore)
 from a3c_jax.drivers.asynchronous.worker import AsyncWorker, WorkerError
-
-_RECORD_BATCH = 256
-_FLUSH_S = 0.25
-
-
-class _QueueRecords(list):
-    """A list the worker loop appends to; records go to the parent in batches."""
-
-    def __init__(self, q, worker: int):
-        super().__init__()
-        self.q, self.worker, self.buf, self.last = q, worker, [], time.monotonic()
-
-    def append(self, rec) -> None:  # noqa: D401 - list API
-        self.buf.append(tuple(rec))
-        if len(self.buf) >= _RECORD_BATCH or time.monotonic() - self.last > _FLUSH_S:
-            self.flush()
-
-    def flush(self) -> None:
-        if self.buf:
-            self.q.put(("records", self.worker, self.buf))
-            self.buf = []
-        self.last = time.monotonic()
-
-
-def _worker_main(worker: int, seed: int, config_dict: dict, loss_fn, spec: dict, q,
-                 stop, go, start_time, parent_pid: int, points, cpus=None) -> None:
-    if cpus is not None:   # before JAX opens its backend, which sizes pools by the mask
-        os.sched_setaffinity(0, cpus)
-    watch_parent(parent_pid, spec)
-    for s in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(s, signal.SIG_IGN)  # the parent coordinates Ctrl-C and SIGTERM
-    segs: list = []
-    records = None
-    try:
-        runner = build_worker(config_dict, loss_fn, points)  # resolved by the parent
-        runner.compile()
-        memory, segs = attach(spec)
-        store = SharedStore(memory.params, runner.spec, runner.config.store_mode,
-                            with_target=memory.target is not None, memory=memory)
-        q.put(("ready", worker, None))
-        go.wait()
-        t0 = start_time.value
-        records = _QueueRecords(q, worker)
-        runner.loop(worker, seed, store, lambda: time.time() - t0, records)(stop)
-        records.flush()
-        q.put(("done", worker, None))
-    except BaseException as exc:  # noqa: BLE001 - reported to the parent
-        if records is not None:
-            records.flush()  # what the failing worker gathered still reaches the parent
-        q.put(("error", worker, (f"{type(exc).__name__}: {exc}", traceback.format_exc())))
-    finally:
-        for seg in segs:
-            try:
-                seg.close()
-            except BufferError:
-                pass
-    # Everything is sent once the queue's feeder thread has flushed; skip the slow teardown of
-    # the JAX runtime at interpreter exit (seconds), so a stopped run ends promptly.
-    q.close()
-    q.join_thread()
-    os._exit(0)
-
 
 class WorkerProcessError(WorkerError):
     """A worker process raised or died."""
@@ -124,8 +62,8 @@ class WorkerProcessError(WorkerError):
 
 class ProcessLaunch(LocalStoreLaunch):
     """One seed's W worker processes (``launch.Launch``); ``on_start`` receives the processes
-    once all have started training (tests use it); ``restore`` is a ``resume.store_state`` to
-    start the store from."""
+    once all have started training (tests use it; a restarted worker's process replaces its
+    entry); ``restore`` is a ``resume.store_state`` to start the store from."""
 
     def __init__(self, worker: AsyncWorker, seed: int, per_worker: list[list], loss_fn=None,
                  on_start: Callable[[list], None] | None = None,
@@ -137,7 +75,8 @@ class ProcessLaunch(LocalStoreLaunch):
         self.final_store: dict | None = None
         ctx = mp.get_context("spawn")
         self.shm = SharedMemoryStore(worker.init_flat_params(seed), worker.spec.uses_shared_stats,
-                                     worker.with_target, ctx)
+                                     worker.with_target, ctx, extra=ring_layout(c.workers))
+        self.ring = RecordRing(self.shm.segments, c.workers)
         self.store = SharedStore(self.shm.memory.params, worker.spec, c.store_mode,
                                  with_target=worker.with_target, memory=self.shm.memory)
         if restore is not None:
@@ -150,6 +89,11 @@ class ProcessLaunch(LocalStoreLaunch):
         self._stop, self.go = ctx.Event(), ctx.Event()
         self.start_time = ctx.Value("d", 0.0)
         self.procs: list = []
+        self.retired: list = []           # processes replaced by a restart
+        self.restarts: list[dict] = []    # worker, time_s, T, cause of each restart
+        self.max_restarts, self.budget = c.max_restarts, c.total_steps
+        self.received = [0] * c.workers   # records the queue delivered per current process
+        self.offset = [0] * c.workers     # update index of a restarted process's first record
         self.reaper: Reaper | None = None
         self._final: tuple | None = None
         self.ready: set[int] = set()
@@ -157,40 +101,79 @@ class ProcessLaunch(LocalStoreLaunch):
         self.started = False
         self.deadline = time.monotonic() + ready_timeout_s
         self.ready_timeout_s = ready_timeout_s
-        env = dict(os.environ)
+        self._spawn = lambda w, restart: ctx.Process(
+            target=worker_main, name=f"a3c-proc-{w}", daemon=True,
+            args=(w, seed, c.to_dict(), loss_fn, self.shm.spec(), self.q, self._stop, self.go,
+                  self.start_time, os.getpid(), worker_points(worker),
+                  _xla.worker_cpus(w, self.cores, self.cpus), restart))
         try:
-            cores = _child_env(c.workers)
-            cpus = sorted(os.sched_getaffinity(0))
-            self.procs = [ctx.Process(target=_worker_main, name=f"a3c-proc-{w}", daemon=True,
-                                      args=(w, seed, c.to_dict(), loss_fn, self.shm.spec(),
-                                            self.q, self._stop, self.go, self.start_time,
-                                            os.getpid(), worker_points(worker),
-                                            _xla.worker_cpus(w, cores, cpus)))
-                          for w in range(c.workers)]
-            for p in self.procs:
-                p.start()
-            self.reaper = Reaper([p.pid for p in self.procs],
-                                 [seg.name for seg in self.shm.segments.values()])
+            self._start(list(range(c.workers)))
         except BaseException:
             self.close()
             raise
+
+    def _start(self, workers: list[int], restart: tuple[int, int] | None = None) -> None:
+        """Start (or start again) the processes of ``workers``; the reaper follows them."""
+        env = dict(os.environ)
+        try:
+            self.cores = _child_env(self.W)
+            self.cpus = sorted(os.sched_getaffinity(0))
+            for w in workers:
+                p = self._spawn(w, restart)
+                if w < len(self.procs):
+                    self.procs[w] = p
+                else:
+                    self.procs.append(p)
+                p.start()
         finally:
             os.environ.clear()
             os.environ.update(env)
+        if self.reaper is not None:
+            self.reaper.close()
+        self.reaper = Reaper([p.pid for p in self.procs],
+                             [seg.name for seg in self.shm.segments.values()])
+
+    def _records(self, w: int, payload) -> None:
+        self.received[w] += len(payload)
+        self.per_worker[w].extend(UpdateRecord(*r)._replace(update=r[1] + self.offset[w])
+                                  for r in payload)
 
     def _handle(self, kind, w, payload) -> None:
         if kind == "ready":
             self.ready.add(w)
         elif kind == "records":
-            self.per_worker[w].extend(UpdateRecord(*r) for r in payload)
+            self._records(w, payload)
         elif kind == "done":
             self.finished.add(w)
         elif kind == "error":
-            raise WorkerProcessError(w, payload[0], payload[1])
+            self._failed(w, payload[0], payload[1], diverged=payload[0].startswith("Diverged"))
+
+    def _failed(self, w: int, cause: str, tb: str = "", diverged: bool = False) -> None:
+        """Worker ``w``'s process raised or died (all its records are in): start it again,
+        or raise ``WorkerProcessError``."""
+        if diverged or len(self.restarts) >= self.max_restarts:
+            after = f" (after {len(self.restarts)} restarts)" if self.restarts else ""
+            raise WorkerProcessError(w, cause + after, tb)
+        self.retired.append(self.procs[w])
+        if self._stop.is_set() or self.store.T >= self.budget:
+            self.finished.add(w)   # nothing left for it to do
+            return
+        when = time.time() - self.start_time.value if self.started else 0.0
+        self.restarts.append({"worker": w, "time_s": round(when, 3), "T": self.store.T,
+                              "cause": cause})
+        print(f"worker {w} restarted ({len(self.restarts)} of at most {self.max_restarts}) "
+              f"at T={self.store.T}: {cause}", file=sys.stderr, flush=True)
+        self.offset[w] = len(self.per_worker[w])
+        self.received[w] = 0
+        self.ring.reset(w)
+        self.ready.discard(w)
+        if not self.started:
+            self.deadline = time.monotonic() + self.ready_timeout_s
+        self._start([w], (len(self.restarts), self.store.T))
 
     def poll(self, timeout: float) -> bool:
         """Handle messages for up to ``timeout`` s; True while the workers run. Raises
-        ``WorkerProcessError`` for a worker that failed or died."""
+        ``WorkerProcessError`` for a worker that failed or died past its restarts."""
         end = time.monotonic() + timeout
         while True:
             try:
@@ -219,7 +202,22 @@ class ProcessLaunch(LocalStoreLaunch):
                 code = p.exitcode
                 how = (f"killed by signal {signal.Signals(-code).name}" if code < 0
                        else f"exit code {code}")
-                raise WorkerProcessError(i, f"worker process died ({how})")
+                self._settle()
+                missed, lost = self.ring.missed(i, self.received[i])
+                self._records(i, [tuple(r) for r in missed])
+                if lost:
+                    print(f"worker {i}: {lost} update records lost with its process",
+                          file=sys.stderr, flush=True)
+                self._failed(i, f"worker process died ({how})")
+
+    def _settle(self) -> None:
+        """Handle what is in the queue now: a dead process's last batches are among it."""
+        while True:
+            try:
+                kind, w, payload = self.q.get(timeout=0.05)
+            except queue_lib.Empty:
+                return
+            self._handle(kind, w, payload)
 
     def close(self) -> tuple:
         """Stop and reap every worker, gather the last records, release the segments;
@@ -238,7 +236,7 @@ class ProcessLaunch(LocalStoreLaunch):
         while time.monotonic() < deadline and any(
                 p.is_alive() and i not in self.finished for i, p in enumerate(started)):
             self._drain(0.05)   # a worker cannot exit while its queue data is unread
-        for p in started:
+        for p in started + self.retired:
             if p.is_alive():
                 p.kill()
             p.join(timeout=5)
@@ -246,6 +244,7 @@ class ProcessLaunch(LocalStoreLaunch):
         self.final_store = store_state(self.store)
         self._final = self.store.params.copy(), self.store.lost_updates(), self.store.T
         del self.store
+        del self.ring
         self.shm.unlink()
         if self.reaper is not None:
             self.reaper.close()
@@ -258,7 +257,7 @@ class ProcessLaunch(LocalStoreLaunch):
             except (queue_lib.Empty, EOFError, OSError):
                 return
             if kind == "records":
-                self.per_worker[w].extend(UpdateRecord(*r) for r in payload)
+                self._records(w, payload)
             elif kind in ("done", "error"):   # its last records came before this
                 self.finished.add(w)
 

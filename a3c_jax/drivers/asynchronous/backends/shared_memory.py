@@ -52,10 +52,12 @@ def _layout(size: int, with_rms: bool, with_target: bool) -> dict[str, tuple[tup
 class SharedMemoryStore:
     """Owns the segments (parent side); ``spec`` lets a worker process attach to them."""
 
-    def __init__(self, params: np.ndarray, with_rms: bool, with_target: bool, ctx):
+    def __init__(self, params: np.ndarray, with_rms: bool, with_target: bool, ctx,
+                 extra: dict[str, tuple[tuple, str]] | None = None):
         # a3cjax_<owner pid>_<token>_<buffer>: leftovers are traceable to their owner
         self.tag = f"{SHM_PREFIX}{os.getpid()}_{secrets.token_hex(4)}"
-        self.layout = _layout(params.shape[0], with_rms, with_target)
+        # ``extra``: more zeroed buffers beside the store's (the process backend's record ring)
+        self.layout = {**_layout(params.shape[0], with_rms, with_target), **(extra or {})}
         self.segments: dict[str, shared_memory.SharedMemory] = {}
         try:
             for name, (shape, dtype) in self.layout.items():
@@ -132,7 +134,8 @@ def watch_parent(parent_pid: int, spec: dict) -> None:
 
 
 def attach(spec: dict) -> tuple[StoreMemory, list]:
-    """Worker side: map the parent's segments (the parent alone unlinks them)."""
+    """Worker side: map the parent's segments (the parent alone unlinks them); the segments
+    in ``spec["layout"]``'s order."""
     segments = {}
     for name in spec["layout"]:
         # spawned workers share the parent's resource tracker, so this registration is the

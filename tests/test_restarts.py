@@ -1,0 +1,106 @@
+"""A worker process that dies mid-run is started again (``--backend processes``,
+``max_restarts``): the run completes its budget with every written update recorded once, no
+process or segment is left behind; a worker that fails on every start stops the run with its
+own traceback."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import psutil
+import pytest
+
+from a3c_jax.config.schema import Config
+from a3c_jax.drivers.asynchronous.backends.process_worker import FAIL_ENV
+from a3c_jax.drivers.asynchronous.backends.processes import SHM_PREFIX, WorkerProcessError
+from a3c_jax.drivers.asynchronous.supervisor import train_seed
+from a3c_jax.drivers.asynchronous.worker import AsyncWorker
+
+REPO = Path(__file__).resolve().parents[1]
+CFG = Config(algo="a3c", backend="processes", workers=2, total_steps=200_000, seeds=(0,),
+             progress=False, lr_anneal=False, hidden=(8,))
+
+
+def segments() -> set[str]:
+    mine = f"{SHM_PREFIX}{os.getpid()}_"
+    return {n for n in os.listdir("/dev/shm") if n.startswith(mine)}
+
+
+def workers() -> set[int]:
+    """This process's live worker processes and reapers (not multiprocessing's own resource
+    tracker, which lives as long as this process)."""
+    out = set()
+    for p in psutil.Process().children(recursive=True):
+        try:
+            cmd = " ".join(p.cmdline())
+            if p.status() != psutil.STATUS_ZOMBIE and "resource_tracker" not in cmd:
+                out.add(p.pid)
+        except psutil.Error:
+            pass
+    return out
+
+
+def test_a_sigkilled_worker_is_restarted_and_the_run_completes_exactly():
+    before, kids = segments(), workers()
+    killed: list[int] = []
+
+    def kill_mid_run(running, _per_worker):
+        if not killed and running.T >= CFG.total_steps // 10:
+            killed.append(running.procs[1].pid)
+            os.kill(killed[0], signal.SIGKILL)
+
+    got = train_seed(AsyncWorker.from_config(CFG), 0, on_tick=kill_mid_run, tick_s=0.02)
+    assert got.stopped is None, got.stopped
+    assert killed and len(got.restarts) == 1, got.restarts
+    event = got.restarts[0]
+    assert event["worker"] == 1 and "SIGKILL" in event["cause"]
+    assert CFG.total_steps // 10 <= event["T"] < CFG.total_steps
+    # the budget, exactly as a run without a fault spends it
+    assert CFG.total_steps <= got.T < CFG.total_steps + CFG.steps_per_update
+    # every update written to the store is recorded once, the killed process's included
+    versions = sorted(r.version_written for r in got.records)
+    assert versions == list(range(1, got.lost["updates"] + 1))
+    ones = [r.update for r in got.records if r.worker == 1]
+    assert sorted(ones) == list(range(len(ones)))   # the restarted worker's indices continue
+    assert segments() == before
+    assert workers() <= kids
+    assert not psutil.pid_exists(killed[0]) or \
+        psutil.Process(killed[0]).status() == psutil.STATUS_ZOMBIE
+
+
+def test_max_restarts_zero_stops_the_run_at_the_first_death():
+    def kill_soon(procs):
+        os.kill(procs[0].pid, signal.SIGKILL)
+
+    got = train_seed(AsyncWorker.from_config(CFG.replace(total_steps=50_000_000,
+                                                         max_restarts=0)),
+                     0, on_start=kill_soon)
+    assert isinstance(got.stopped, WorkerProcessError) and got.restarts == []
+
+
+def test_a_worker_failing_on_every_start_stops_the_run_after_its_restarts(tmp_path):
+    env = dict(os.environ, JAX_PLATFORMS="cpu", **{FAIL_ENV: "1"})
+    out = tmp_path / "r"
+    proc = subprocess.run(
+        [sys.executable, "experiments/train.py", "--algo", "a3c", "--backend", "processes",
+         "--workers", "2", "--hidden", "8", "--total-steps", "20000", "--no-progress",
+         "--max-restarts", "1", "--out", str(out)],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 1, proc.stderr
+    assert "worker 1 failed" in proc.stderr and "after 1 restarts" in proc.stderr
+    assert "refuses to start" in proc.stderr and "Traceback" in proc.stderr
+    assert "worker 1 restarted (1 of at most 1)" in proc.stderr
+    info = json.loads((out / "run.json").read_text())
+    assert info["status"] == "failed" and "refuses to start" in info["error"]
+    assert [e["worker"] for e in info["restarts"]["0"]] == [1]
+
+
+@pytest.mark.parametrize("bad", [-1, 1.5])
+def test_max_restarts_is_checked(bad):
+    with pytest.raises(ValueError, match="max_restarts"):
+        Config(max_restarts=bad).validate()
