@@ -45,8 +45,9 @@ def train(tmp_path, *flags) -> tuple[subprocess.CompletedProcess, dict]:
 
 
 @pytest.mark.parametrize("flags", [["--algo", "a3c", "--workers", "2"],
+                                   ["--algo", "a3c", "--workers", "2", "--backend", "processes"],
                                    ["--algo", "a2c", "--num-envs", "4"]],
-                         ids=["a3c-threads", "a2c-sync"])
+                         ids=["a3c-threads", "a3c-processes", "a2c-sync"])
 def test_blow_up_ends_diverged_with_finite_checkpoint(tmp_path, flags):
     got, info = train(tmp_path, *flags)
     assert got.returncode == 1, got.stderr
@@ -105,3 +106,14 @@ def test_emulator_never_applies_a_nonfinite_gradient():
                     progress=False, seeds=(0,))
     got = run(config, loss_fn=nan_loss, write=False)
     assert all_finite(jax.device_get(got.params[0]))
+
+
+def test_diverged_survives_the_trip_between_processes():
+    """A worker process (or Ray actor) sends its ``Diverged`` to the parent by pickling: the
+    seed, worker and env step must arrive, so the run ends ``diverged``, not ``failed``."""
+    import pickle
+
+    sent = Diverged(3, 1, 140, 5)
+    got = pickle.loads(pickle.dumps(sent))
+    assert isinstance(got, Diverged) and str(got) == str(sent)
+    assert (got.seed, got.worker, got.env_steps, got.count) == (3, 1, 140, 5)

@@ -67,7 +67,10 @@ class Diverged(RuntimeError):
     def __init__(self, seed: int, worker: int, env_steps: int, count: int):
         super().__init__(f"diverged: seed {seed}, worker {worker}: {count} consecutive "
                          f"non-finite gradients at env step {env_steps}")
-        self.seed, self.worker, self.env_steps = seed, worker, env_steps
+        self.seed, self.worker, self.env_steps, self.count = seed, worker, env_steps, count
+
+    def __reduce__(self):   # rebuilt from its fields across processes and Ray actors
+        return Diverged, (self.seed, self.worker, self.env_steps, self.count)
 
 
 def async_parts(config: Resolved, loss_fn: Callable | None, who: str, what: str

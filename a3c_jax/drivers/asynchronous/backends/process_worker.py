@@ -22,6 +22,7 @@ import numpy as np
 from a3c_jax.drivers.records import UpdateRecord
 from a3c_jax.drivers.asynchronous.store import SharedStore
 from a3c_jax.drivers.asynchronous.store_state import build_worker
+from a3c_jax.drivers.asynchronous.worker import Diverged
 from a3c_jax.drivers.asynchronous.backends.shared_memory import attach, watch_parent
 
 _RECORD_BATCH = 256
@@ -126,7 +127,8 @@ def worker_main(worker: int, seed: int, config_dict: dict, loss_fn, spec: dict, 
     except BaseException as exc:  # noqa: BLE001 - reported to the parent
         if records is not None:
             records.flush()  # what the failing worker gathered still reaches the parent
-        q.put(("error", worker, (f"{type(exc).__name__}: {exc}", traceback.format_exc())))
+        q.put(("error", worker, (f"{type(exc).__name__}: {exc}", traceback.format_exc(),
+                                 exc if isinstance(exc, Diverged) else None)))
     finally:
         for seg in segs:
             try:

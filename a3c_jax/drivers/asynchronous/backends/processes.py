@@ -54,7 +54,7 @@ from a3c_jax.drivers.asynchronous.backends.process_worker import (RecordRing, ri
                                                                   worker_main)
 from a3c_jax.drivers.asynchronous.backends.shared_memory import (SHM_PREFIX, Reaper,  # noqa: F401
                                                                  SharedMemoryStore)
-from a3c_jax.drivers.asynchronous.worker import AsyncWorker, WorkerError
+from a3c_jax.drivers.asynchronous.worker import AsyncWorker, Diverged, WorkerError
 
 class WorkerProcessError(WorkerError):
     """A worker process raised or died."""
@@ -146,12 +146,16 @@ class ProcessLaunch(LocalStoreLaunch):
         elif kind == "done":
             self.finished.add(w)
         elif kind == "error":
-            self._failed(w, payload[0], payload[1], diverged=payload[0].startswith("Diverged"))
+            self._failed(w, payload[0], payload[1], diverged=payload[2])
 
-    def _failed(self, w: int, cause: str, tb: str = "", diverged: bool = False) -> None:
+    def _failed(self, w: int, cause: str, tb: str = "", diverged: Diverged | None = None
+                ) -> None:
         """Worker ``w``'s process raised or died (all its records are in): start it again,
-        or raise ``WorkerProcessError``."""
-        if diverged or len(self.restarts) >= self.max_restarts:
+        or raise ``WorkerProcessError`` (caused by the worker's ``Diverged``, if it diverged:
+        the seed's result, never restarted)."""
+        if diverged is not None:
+            raise WorkerProcessError(w, cause, tb) from diverged
+        if len(self.restarts) >= self.max_restarts:
             after = f" (after {len(self.restarts)} restarts)" if self.restarts else ""
             raise WorkerProcessError(w, cause + after, tb)
         self.retired.append(self.procs[w])

@@ -34,7 +34,7 @@ from a3c_jax.drivers.asynchronous.store_state import (build_worker, restore_stor
 from a3c_jax.drivers.asynchronous.backends.launch import Launch
 from a3c_jax.drivers.asynchronous.backends.ray_store import StoreClient, _ray
 from a3c_jax.drivers.asynchronous.store import SharedStore
-from a3c_jax.drivers.asynchronous.worker import AsyncWorker, WorkerError
+from a3c_jax.drivers.asynchronous.worker import AsyncWorker, Diverged, WorkerError
 
 
 class ParameterServer:
@@ -187,7 +187,9 @@ class RayLaunch(Launch):
         except (ray.exceptions.RayTaskError, ray.exceptions.RayActorError) as exc:
             w = next((i for i, a in enumerate(self.actors)
                       if str(a._actor_id.hex()) in str(exc)), -1)
-            raise WorkerError(w, f"{type(exc).__name__}", str(exc)) from exc
+            cause = getattr(exc, "cause", None)   # the worker's own exception, if Ray kept it
+            raise WorkerError(w, f"{type(exc).__name__}", str(exc)) from (
+                cause if isinstance(cause, Diverged) else exc)
         for w, rs in enumerate(got):
             self.per_worker[w].extend(UpdateRecord(*r) for r in rs)
         self._T = ray.get(self.server.status.remote())[0]
