@@ -109,7 +109,7 @@ def test_summary_line(tmp_path):
                                    run_dir=tmp_path, extras={"compile_s": 2.5})
     line = progress.summary_line(result)
     assert line.startswith("done: a2c on CartPole-v1, 2/2 seeds, 5k env steps per seed in "
-                           "0.5 s (+2.5 s compiling)")
+                           "0.5 s (+2.5 s compiling and initialising)")
     assert "final return 105 (seeds from 100 to 110)" in line   # last 10%: the last row
     # smoothed over 2000 steps: seed 0 50 then 85, seed 1 60 then 95: both at 4000, 0.4 s
     assert "80 reached by 2/2 at 4k env steps, 0.4 s (mean)" in line
@@ -136,3 +136,22 @@ def test_rows_that_all_come_at_once_claim_no_rate():
     assert "compiled and warmed up in 9.0 s" in text and "steps/s" not in text
     assert text.strip().endswith("2k/2k env steps (100%) in 0:00, no rate: every row came at once")
     assert "warming up" not in text.replace("warmed up", "")
+
+
+@pytest.mark.parametrize("backend", ["threads", "processes"])
+def test_the_summary_and_the_display_give_one_compile_time(backend):
+    """The display's "compiled and initialised in X s" and the summary line's "+X s compiling
+    and initialising" are the same span (the processes backend's workers compile apart, and
+    their first rows end it), never 0.0 s for a backend that compiles in its workers."""
+    from a3c_jax.shell.runner import run
+
+    config = Config(algo="a3c", workers=2, backend=backend, total_steps=2000, hidden=(8,),
+                    progress=False)
+    out = io.StringIO()
+    result = run(config, write=False, subscribers=[progress.ProgressDisplay(
+        config, stream=out, terminal=False)])
+    shown = re.search(r"compiled and (?:initialised|warmed up) in ([\d.]+) s", out.getvalue())
+    summary = re.search(r"\+([\d.]+) s compiling and initialising",
+                        progress.summary_line(result))
+    assert shown and summary and float(summary.group(1)) > 0.0
+    assert abs(float(shown.group(1)) - float(summary.group(1))) <= 0.1

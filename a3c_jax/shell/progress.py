@@ -78,7 +78,7 @@ def summary_line(result) -> str:
              f"env steps per seed in {max(walls, default=0):.1f} s"]
     compile_s = result.extras.get("compile_s")
     if compile_s:
-        parts[0] += f" (+{compile_s:.1f} s compiling)"
+        parts[0] += f" (+{compile_s:.1f} s compiling and initialising)"
     finals = [curves.final_return(*curves.row_arrays(rs)) for rs in seeds.values()]
     finals = [f for f in finals if not math.isnan(f)]
     if finals:

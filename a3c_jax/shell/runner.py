@@ -221,6 +221,9 @@ def run(config: Config, loss_fn: Callable | None = None, write: bool = True,
             _finish_failing(rd, "failed", error=exc)
             raise
         failure = result.extras.pop("failure", None)
+        setup_s = rd.sink.setup_s()   # the span the display calls "compiled and initialised"
+        if setup_s is not None:
+            result.extras["compile_s"] = setup_s
         result.extras["signal"] = signals.signal_name(sig.received if result.interrupted
                                                       else None)
         try:

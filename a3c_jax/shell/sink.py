@@ -36,6 +36,7 @@ class RowSink:
         self.subscribers = list(subscribers)
         self.rows: list[dict] = []
         self.update_rows: list[dict] = []
+        self.phase_times: dict[str, float] = {}
 
     def subscribe(self, subscriber) -> None:
         self.subscribers.append(subscriber)
@@ -48,6 +49,8 @@ class RowSink:
 
     def add_rows(self, rows: list[dict]) -> None:
         if rows:
+            # the first rows start training where no driver said so (workers compile apart)
+            self.phase_times.setdefault("train", time.perf_counter())
             self.rows += rows
             self._call("rows", rows)
 
@@ -57,8 +60,17 @@ class RowSink:
             self._call("updates", rows)
 
     def phase(self, name: str) -> None:
-        """Tell the subscribers what the run does now ("compile", "train")."""
+        """Tell the subscribers what the run does now ("compile", "train"); the first time
+        of each phase is kept (``setup_s``)."""
+        self.phase_times.setdefault(name, time.perf_counter())
         self._call("phase", name)
+
+    def setup_s(self) -> float | None:
+        """Seconds from the start of compilation to the start of training (environments,
+        parameters, compilation and, on the process and Ray backends, the workers' start-up:
+        what the display says "compiled and initialised" in); None before training."""
+        times = self.phase_times
+        return times["train"] - times["compile"] if {"compile", "train"} <= set(times) else None
 
     def flush(self) -> None:
         self._call("flush")
