@@ -17,12 +17,15 @@ them, each sized from the measured update rate to last about ``CALL_S`` seconds
   of a greedy evaluation (``eval_return``; ``a3c_jax.drivers.evaluation``) at the row at or
   after each multiple of ``eval_every`` env steps: a call ends at the first row that may reach
   the next multiple, so the evaluation sees that row's parameters;
+* checks the run's stop request (SIGINT, SIGTERM: ``a3c_jax.shell.signals``) before each
+  call and after each row it hands on, so a request stops the run at the end of the first row
+  handed on after it arrives, or, arriving during a call, at that call's end (within about
+  ``CALL_S``, or one row when rows are by env steps only and longer);
 * stops at the end of the row where the early stop is reached, or where a seed has
-  ``max_nonfinite`` non-finite gradients in a row: when that row is not the call's last, the
-  call is made again from its start up to that row (same keys, so the same updates; its time
-  is left out of ``wall_time_s``), so the state, checkpoint and parameters are those of that row;
-* checks the run's stop request (SIGINT, SIGTERM: ``a3c_jax.shell.signals``) between calls,
-  so it acts within about ``CALL_S`` (or one row, when rows are by env steps only and longer);
+  ``max_nonfinite`` non-finite gradients in a row;
+* when a run stops at a row that is not its call's last, makes the call again from its start
+  up to that row (same keys, so the same updates; its time is left out of ``wall_time_s``):
+  the state, checkpoint and parameters are those of that row;
 * checkpoints the whole ``TrainState`` once ``checkpoint_s`` seconds passed, at the end of a
   call that ends a row, and when a group ends or is interrupted (``a3c_jax.shell.checkpoints``),
   so a resumed group continues exactly: same parameters, optimiser state, environments and
@@ -180,8 +183,11 @@ def run_groups(trainer, rd, should_stop: Callable[[], bool] = lambda: False
                                 break
                             if last and rd.checkpoint_due():
                                 _checkpoint(rd, group, state, done, wall0 + now - t0, resumes)
+                            if not last and should_stop():
+                                interrupted, cut = True, r
+                                break
                     if cut is not None:
-                        if cut < len(plan) - 1:   # the call ran past the row that stops the run
+                        if cut < len(plan) - 1:   # the call ran past the row the run stops at
                             t = time.perf_counter()
                             state = jax.block_until_ready(
                                 step(before, *calls.padded(plan[:cut + 1]))[0])
