@@ -8,7 +8,9 @@ eps 1e-5 inside the root, lr 5e-3), t_max = 5, gamma = 0.99, entropy 0.01, value
   constant lr (the PureJaxRL shape, written here from scratch);
 * scan: the package's ``make_train(config).train`` (one jitted scan, the driver alone);
 * shell: the run shell as ``a3c-train --algo a2c`` runs it (``runner.run_sync``: compiled
-  while-loop calls sized to log rows, a host round trip per call; no files).
+  calls of several log rows each, sized to last about ``shell.synchronous.CALL_S``, a host
+  round trip per call; no files). Its cells add ``calls x seconds``: the compiled calls of
+  the median run and their mean duration.
 
 Each is compiled first and then timed (the shell reports its own compile time and counts
 ``wall_time_s`` from its end). Variant ``bare``: the package with obs/reward normalisation and
@@ -147,12 +149,17 @@ def config_for(variant: str, n: int, steps: int) -> Config:
     return resolve(c)
 
 
-def package_seconds(path: str, config: Config, repeats: int) -> float:
+def package_seconds(path: str, config: Config, repeats: int) -> tuple[float, str]:
+    """Median seconds of a run of ``path``, and (shell) its calls: ``calls x mean seconds``."""
     if path == "scan":
-        return _timed_jit(make_train(config).train, jax.random.key(0), repeats)
-    # compile excluded: wall_time_s starts after it (each run compiles anew)
-    return statistics.median(max(r["wall_time_s"] for r in run_sync(config).rows)
-                             for _ in range(repeats))
+        return _timed_jit(make_train(config).train, jax.random.key(0), repeats), ""
+    runs = []
+    for _ in range(repeats):
+        got = run_sync(config)
+        # compile excluded: wall_time_s starts after it (each run compiles anew)
+        runs.append((max(r["wall_time_s"] for r in got.rows), got.extras))
+    secs, extras = sorted(runs, key=lambda r: r[0])[len(runs) // 2]
+    return secs, f" ({extras['calls']} x {extras['call_s'] / extras['calls']:.3f} s)"
 
 
 def header() -> str:
@@ -179,8 +186,9 @@ def main(a: Args) -> None:
             cells = []
             for v in a.variants:
                 for p in a.paths:
-                    r = steps / package_seconds(p, config_for(v, n, steps), a.repeats)
-                    cells.append(f"{r:,.0f} | {r / plain:.2f}")
+                    secs, per_call = package_seconds(p, config_for(v, n, steps), a.repeats)
+                    r = steps / secs
+                    cells.append(f"{r:,.0f}{per_call} | {r / plain:.2f}")
             print(f"| {budget:,} | {n} | {updates} | {plain:,.0f} | " + " | ".join(cells)
                   + " |", flush=True)
 

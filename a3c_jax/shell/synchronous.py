@@ -1,21 +1,35 @@
 """The synchronous driver under the run shell: rows by env steps or time, checkpoints, resume.
 
 Seeds train in groups (all of them in one vmapped state with ``vmap_seeds``, else one at a
-time). ``make_advance(trainer)`` is one compiled program for every call length: ``advance(state,
-n)`` runs ``n`` updates in a ``lax.while_loop`` (``n`` is traced) and returns the new state and
-the sums a metrics row needs (``Totals``). Between calls, on the host, ``run_groups``:
+time). A compiled call (``a3c_jax.shell.calls``: one program for every plan) advances a
+group by several metrics rows at once and returns each row's sums; the host issues few of
+them, each sized from the measured update rate to last about ``CALL_S`` seconds
+(``calls.plan_call``), and between calls ``run_groups``:
 
 * ends a row at every ``log_interval`` env steps (on the grid from env step 0, so a resumed
-  run's rows fall where an uninterrupted run's do) and whenever ``log_seconds`` of training
-  passed since the last row; a call is sized, from the measured update rate, to end at the
-  next of those (and to last at most ``MAX_CALL_S``), so a cut run still has its curve;
+  run's rows fall where an uninterrupted run's do; a row's sums are the same, bit for bit,
+  however the calls are sized) and, with ``log_seconds``, when that much training time
+  passed since the last row: such a row ends a call, sized to end then when no grid row
+  would (at most ``CALL_S``), so a cut run still has its curve;
+* stamps each row with its ``wall_time_s``: measured for the row that ends a call, for the
+  rows before it within the call interpolated linearly in updates over the call's time;
 * hands each row to the run's sink (metrics.csv grows with the run), with the mean return
   of a greedy evaluation (``eval_return``; ``a3c_jax.drivers.evaluation``) at the row at or
-  after each multiple of ``eval_every`` env steps;
-* checks the run's stop request (SIGINT, SIGTERM: ``a3c_jax.shell.signals``) and the early stop;
-* checkpoints the whole ``TrainState`` every ``checkpoint_s`` seconds at a row boundary, and
-  when a group ends or is interrupted (``a3c_jax.shell.checkpoints``), so a resumed group continues
-  exactly: same parameters, optimiser state, environments and keys as if never stopped.
+  after each multiple of ``eval_every`` env steps: a call ends at the first row that may reach
+  the next multiple, so the evaluation sees that row's parameters;
+* checks the run's stop request (SIGINT, SIGTERM: ``a3c_jax.shell.signals``) before each
+  call and after each row it hands on, so a request stops the run at the end of the first row
+  handed on after it arrives, or, arriving during a call, at that call's end (within about
+  ``CALL_S``, or one row when rows are by env steps only and longer);
+* stops at the end of the row where the early stop is reached, or where a seed has
+  ``max_nonfinite`` non-finite gradients in a row;
+* when a run stops at a row that is not its call's last, makes the call again from its start
+  up to that row (same keys, so the same updates; its time is left out of ``wall_time_s``):
+  the state, checkpoint and parameters are those of that row;
+* checkpoints the whole ``TrainState`` once ``checkpoint_s`` seconds passed, at the end of a
+  call that ends a row, and when a group ends or is interrupted (``a3c_jax.shell.checkpoints``),
+  so a resumed group continues exactly: same parameters, optimiser state, environments and
+  keys as if never stopped.
 
 ``wall_time_s`` counts from the end of compilation and continues across a resume; the time
 evaluations take is left out of it (the clock is shifted by it).
@@ -24,7 +38,7 @@ evaluations take is left out of it (the clock is shifted by it).
 from __future__ import annotations
 
 import time
-from typing import Callable, NamedTuple
+from typing import Callable
 
 import jax
 import jax.numpy as jnp
@@ -33,78 +47,12 @@ import numpy as np
 from a3c_jax.core import curves
 from a3c_jax.drivers import records
 from a3c_jax.drivers.evaluation import COLUMN, Evaluator
-from a3c_jax.shell import checkpoints
+from a3c_jax.shell import calls, checkpoints
+from a3c_jax.shell.calls import Totals  # noqa: F401 - re-exported: the rows' sums
 
-MAX_CALL_S = 1.0
-"""With ``log_seconds``, no compiled call is sized to last longer than this (responsive
-stops)."""
-
-
-class Totals(NamedTuple):
-    """Sums over the updates of one call (per seed under vmap): ``curves.RowSums`` without
-    the staleness, as float32 arrays (each signal summed and counted where not NaN)."""
-
-    updates: jax.Array
-    episodes: jax.Array
-    return_sum: jax.Array
-    policy_loss: jax.Array
-    value_loss: jax.Array
-    entropy: jax.Array
-    total_loss: jax.Array
-    grad_norm: jax.Array = 0.0
-    explained_variance: jax.Array = 0.0
-    sigma: jax.Array = 0.0
-    grad_norm_updates: jax.Array = 0.0
-    explained_variance_updates: jax.Array = 0.0
-    sigma_updates: jax.Array = 0.0
-
-
-def add_signals(tot: Totals, m) -> Totals:
-    """``tot`` with the signals of update metrics ``m`` added where they are not NaN."""
-    new = {}
-    for f in curves.SIGNALS:
-        x, has = getattr(m, f), ~jnp.isnan(getattr(m, f))
-        new[f] = getattr(tot, f) + jnp.where(has, x, 0.0)
-        new[f + "_updates"] = getattr(tot, f + "_updates") + has
-    return tot._replace(**new)
-
-
-def make_advance(trainer) -> Callable:
-    """``advance(state, n) -> (state, Totals)``: ``n`` updates of ``trainer`` (jittable)."""
-
-    def advance(state, n):
-        zero = Totals(*(jnp.zeros((), jnp.float32) for _ in Totals._fields))
-
-        def body(carry):
-            s, tot, i = carry
-            s, m = trainer.update(s)
-            ep = jnp.asarray(m.episodes, jnp.float32)
-            ret = jnp.where(ep > 0, m.episode_return, 0.0) * ep
-            tot = tot._replace(updates=tot.updates + 1, episodes=tot.episodes + ep,
-                               return_sum=tot.return_sum + ret,
-                               policy_loss=tot.policy_loss + m.policy_loss,
-                               value_loss=tot.value_loss + m.value_loss,
-                               entropy=tot.entropy + m.entropy,
-                               total_loss=tot.total_loss + m.total_loss)
-            return s, add_signals(tot, m), i + 1
-
-        s, tot, _ = jax.lax.while_loop(lambda c: c[2] < n, body, (state, zero, jnp.int32(0)))
-        return s, tot
-
-    return advance
-
-
-def over_seeds(advance: Callable, size: int) -> Callable:
-    """``advance`` on states with a leading seed axis of ``size``: vmapped, except that a
-    group of one runs unbatched (a vmapped convolution costs about a third more on XLA:CPU)."""
-    if size > 1:
-        return jax.vmap(advance, in_axes=(0, None))
-
-    def one(state, n):
-        out = advance(jax.tree.map(lambda x: x[0], state), n)
-        return jax.tree.map(lambda x: x[None], out)
-
-    return one
+CALL_S = 0.5
+"""A compiled call is sized, from the measured update rate, to last about this long (whole
+rows; with ``log_seconds``, also to end by the next row by time)."""
 
 
 def seed_groups(config) -> list[tuple[int, ...]]:
@@ -132,21 +80,20 @@ def skipped(state) -> tuple[np.ndarray, np.ndarray]:
 def run_groups(trainer, rd, should_stop: Callable[[], bool] = lambda: False
                ) -> tuple[dict, float, bool, dict]:
     """Train every group of seeds of ``trainer.config`` feeding ``rd`` (a ``directory.RunDir``);
-    (final parameters per seed, compile seconds, interrupted, divergence: ``nonfinite``
-    skipped updates per seed and ``diverged``, the message of the first seed with
-    ``max_nonfinite`` in a row, checked after each call, or None)."""
+    (final parameters per seed, compile seconds, interrupted, a dict: ``nonfinite`` skipped
+    updates per seed, ``diverged`` (the message of the first seed with ``max_nonfinite`` in a
+    row, or None), ``calls`` and ``call_s``: compiled calls made and the seconds they took)."""
     c = trainer.config
     spu, total = trainer.steps_per_update, trainer.num_updates
     chunk = max(records.log_interval(c) // spu, 1)
     label = records.row_label(c)
     init = jax.jit(jax.vmap(trainer.init))
-    advance = make_advance(trainer)
     compiled: dict[int, Callable] = {}
     params: dict = {}
     compile_s, interrupted = 0.0, False
-    divergence: dict = {"nonfinite": {}, "diverged": None}
+    info: dict = {"nonfinite": {}, "diverged": None, "calls": 0, "call_s": 0.0}
     for group in seed_groups(c):
-        if interrupted or divergence["diverged"] or should_stop():
+        if interrupted or info["diverged"] or should_stop():
             interrupted = True
             break
         state = init(jax.vmap(jax.random.key)(jnp.asarray(group)))
@@ -162,8 +109,8 @@ def run_groups(trainer, rd, should_stop: Callable[[], bool] = lambda: False
         if done < total and not stopped:
             t = time.perf_counter()
             if len(group) not in compiled:
-                compiled[len(group)] = jax.jit(over_seeds(advance, len(group))).lower(
-                    state, jnp.int32(1)).compile()
+                compiled[len(group)] = jax.jit(calls.make_rows(trainer, len(group))).lower(
+                    state, *calls.padded([1])).compile()
             compile_s += time.perf_counter() - t
             step = compiled[len(group)]
             rd.sink.phase("train")
@@ -172,18 +119,19 @@ def run_groups(trainer, rd, should_stop: Callable[[], bool] = lambda: False
             acc, rate, t0 = None, None, time.perf_counter()
             row_t = t0
 
-            def emit(now) -> float:
-                """Hand the open rows to the sink, with a greedy evaluation when one is due;
-                returns the seconds it took (kept out of ``wall_time_s``)."""
+            def emit(steps, at, params=None) -> float:
+                """Hand the open rows, ending at env steps ``steps`` (per seed; fewer than
+                done * spu with until-terminal segments) and clock ``at``, to the sink, with a
+                greedy evaluation of ``params`` when one is due; returns the seconds it took
+                (kept out of ``wall_time_s``)."""
                 nonlocal last_eval
-                # env steps taken (fewer than done * spu with until-terminal segments)
-                steps = _env_steps(state)
-                rows = [seed_row(label, s, acc, i, int(steps[i]), wall0 + now - t0)
+                rows = [seed_row(label, s, acc, i, int(steps[i]), wall0 + at - t0)
                         for i, s in enumerate(group)]
                 t = evaluator.seconds
-                if evaluator.enabled and evaluator.index(steps.max()) > last_eval:
+                if (params is not None and evaluator.enabled
+                        and evaluator.index(steps.max()) > last_eval):
                     last_eval = evaluator.index(steps.max())
-                    got = evaluator.returns(state.params, group, last_eval)
+                    got = evaluator.returns(params, group, last_eval)
                     for row, value in zip(rows, got):
                         row[COLUMN] = float(value)
                 rd.sink.add_rows(rows)
@@ -194,42 +142,63 @@ def run_groups(trainer, rd, should_stop: Callable[[], bool] = lambda: False
                     if should_stop():
                         interrupted = True
                         break
-                    n = min(chunk - done % chunk, total - done)
+                    secs = CALL_S
                     if c.log_seconds > 0:
-                        left = min(row_t + c.log_seconds - time.perf_counter(), MAX_CALL_S)
-                        n = min(n, max(1, int(rate * max(left, 0.0)))) if rate else 1
-                    t_call = time.perf_counter()
-                    state, tot = step(state, np.int32(n))  # np: jnp.int32 is an op
-                    tot = jax.device_get(tot)
+                        secs = min(secs, max(row_t + c.log_seconds - time.perf_counter(), 0.0))
+                    eval_at = (-(-(last_eval + 1) * evaluator.every // spu)
+                               if evaluator.enabled else None)
+                    plan = calls.plan_call(done, total, chunk,
+                                           max(1, int(rate * secs)) if rate else 0,
+                                           c.log_seconds > 0, eval_at)
+                    before, t_call = state, time.perf_counter()
+                    state, out = step(state, *calls.padded(plan))
+                    out = jax.device_get(out)
                     now = time.perf_counter()
-                    rate = n / max(now - t_call, 1e-6)
-                    done += n
-                    acc = tot if acc is None else jax.tree.map(np.add, acc, tot)
-                    bad = np.flatnonzero(skipped(state)[0] >= c.max_nonfinite)
-                    if bad.size:
-                        at = np.asarray(jax.device_get(state.env_steps)).reshape(-1)
-                        divergence["diverged"] = (
-                            f"diverged: seed {group[bad[0]]}: {c.max_nonfinite} consecutive "
-                            f"non-finite gradients by env step {int(at[bad[0]])}")
-                        stopped = True
-                        break
-                    if (done % chunk == 0 or done == total
-                            or (c.log_seconds > 0 and now - row_t >= c.log_seconds)):
-                        paused = emit(now)
-                        t0 += paused
-                        acc, row_t = None, now + paused
-                        if c.stop_return and all(records.reached(rd.sink.rows, s, c)
-                                                 for s in group):
-                            stopped = True
+                    info["calls"] += 1
+                    info["call_s"] += now - t_call
+                    rate = sum(plan) / max(now - t_call, 1e-6)
+                    ends = np.cumsum(plan)
+                    cut = None
+                    for r, n in enumerate(plan):
+                        done += n
+                        tot = jax.tree.map(lambda x, r=r: x[r], out.totals)
+                        acc = tot if acc is None else jax.tree.map(np.add, acc, tot)
+                        last = r == len(plan) - 1
+                        bad = np.flatnonzero(out.nonfinite[r] >= c.max_nonfinite)
+                        if bad.size:
+                            info["diverged"] = (
+                                f"diverged: seed {group[bad[0]]}: {c.max_nonfinite} consecutive "
+                                f"non-finite gradients by env step {int(out.env_steps[r][bad[0]])}")
+                            stopped, cut = True, r
                             break
-                        if rd.checkpoint_due():
-                            _checkpoint(rd, group, state, done, wall0 + now - t0, resumes)
+                        at = t_call + (now - t_call) * ends[r] / ends[-1]
+                        if (done % chunk == 0 or done == total
+                                or (last and c.log_seconds > 0 and now - row_t >= c.log_seconds)):
+                            paused = emit(out.env_steps[r], at, state.params if last else None)
+                            t0 += paused
+                            acc, row_t = None, at + paused
+                            if c.stop_return and all(records.reached(rd.sink.rows, s, c)
+                                                     for s in group):
+                                stopped, cut = True, r
+                                break
+                            if last and rd.checkpoint_due():
+                                _checkpoint(rd, group, state, done, wall0 + now - t0, resumes)
+                            if not last and should_stop():
+                                interrupted, cut = True, r
+                                break
+                    if cut is not None:
+                        if cut < len(plan) - 1:   # the call ran past the row the run stops at
+                            t = time.perf_counter()
+                            state = jax.block_until_ready(
+                                step(before, *calls.padded(plan[:cut + 1]))[0])
+                            t0 += time.perf_counter() - t
+                        break
             except KeyboardInterrupt:   # Python's own Ctrl-C, where no handler is installed
                 interrupted = True
                 done = int(np.asarray(jax.device_get(state.update)).reshape(-1)[0])
             now = time.perf_counter()
             if acc is not None:   # the rows of an interrupted run end where it stopped
-                t0 += emit(now)
+                t0 += emit(_env_steps(state), now, state.params)
             wall0 += now - t0
         if rd.path is not None:
             _checkpoint(rd, group, state, done, wall0, resumes,
@@ -238,8 +207,8 @@ def run_groups(trainer, rd, should_stop: Callable[[], bool] = lambda: False
         total_skipped = skipped(state)[1]
         for i, seed in enumerate(group):
             params[seed] = jax.tree.map(lambda x, i=i: x[i], final)
-            divergence["nonfinite"][seed] = int(total_skipped[i])
-    return params, compile_s, interrupted, divergence
+            info["nonfinite"][seed] = int(total_skipped[i])
+    return params, compile_s, interrupted, info
 
 
 def _env_steps(state) -> np.ndarray:
