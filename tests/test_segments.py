@@ -298,8 +298,8 @@ def test_worker_claims_only_the_steps_its_segments_take():
         k = int(rng.integers(2, n_steps + 1))       # every env takes at least one step
         used.append(k)
         out = np.zeros(layout.num_params + layout.num_stats + len(algorithm.Metrics._fields)
-                       + 1, np.float32)
-        out[-1] = k
+                       + 2, np.float32)
+        out[-2], out[-1] = k, 1.0   # the steps taken, and a finite gradient
         return out, actor, key
 
     w.step, w._compiled = fake_step, True
