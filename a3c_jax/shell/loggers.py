@@ -25,6 +25,7 @@ still being written), so they are not written atomically like the run directory'
 
 from __future__ import annotations
 
+import importlib
 import math
 from pathlib import Path
 
@@ -75,16 +76,22 @@ def _config_markdown(config: Config) -> str:
         f"| {k} | {v} |" for k, v in config.to_dict().items())
 
 
+def _optional(module: str, option: str, what: str):
+    """Import ``module`` for ``option`` (an extra of the package of the same name), or a
+    ValueError naming the option and the install command."""
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        raise ValueError(f"{option}: {what} needs {module} "
+                         f"(pip install 'a3c_jax[{option}]')") from None
+
+
 class TensorBoardWriter:
     """Event files per seed under ``OUT/tensorboard``; see the module docstring."""
 
     def __init__(self, config: Config):
-        try:
-            from tensorboardX import SummaryWriter
-        except ImportError:
-            raise ValueError("tensorboard: writing event files needs tensorboardX "
-                             "(pip install 'a3c_jax[tensorboard]')") from None
-        self._writer_cls = SummaryWriter
+        self._writer_cls = _optional("tensorboardX", "tensorboard",
+                                     "writing event files").SummaryWriter
         self.config, self.rate = config, RateTracker()
         self.logdir = Path(config.out) / "tensorboard"
         self.writers: dict = {}
@@ -112,12 +119,7 @@ class WandbLogger:
     """One Weights & Biases run per run directory; see the module docstring."""
 
     def __init__(self, config: Config):
-        try:
-            import wandb
-        except ImportError:
-            raise ValueError("wandb: logging to Weights & Biases needs wandb "
-                             "(pip install 'a3c_jax[wandb]')") from None
-        self.wandb = wandb
+        self.wandb = _optional("wandb", "wandb", "logging to Weights & Biases")
         self.config, self.rate = config, RateTracker()
         self.seed_rows: dict[int, list[dict]] = {}
         self.run = None
