@@ -293,9 +293,8 @@ class RunDir:
             self.sink.close()
         except OSError as err:
             failure, status, error = err, "failed", error or err
-        if self.path is not None and self.info:   # written even when the curves failed
-            said = runinfo.finished_or_say(self.path, self.info, status, error=error,
-                                           signum=signum, **outcome)
-            failure = failure or said
-        if failure is not None:
-            raise failure
+        said = (runinfo.finished_or_say(self.path, self.info, status, error=error,
+                                        signum=signum, **outcome)   # even if curves failed
+                if self.path is not None and self.info else None)
+        if (failure or said) is not None:
+            raise failure or said
