@@ -81,14 +81,16 @@ def test_resolve_per_action_space():
         assert getattr(disc, name) == AUTO_DEFAULTS["discrete"][name]
         assert getattr(cont, name) == AUTO_DEFAULTS["continuous"][name]
     # The paper's values: beta 0.01 (Atari), 1e-4 (continuous); observations not normalised
-    # for discrete actions; rewards normalised by the return's scale for both (ours).
+    # for either (their running statistics drift, docs/results.md); rewards normalised by the
+    # return's scale for both (ours).
     assert disc.entropy_coef == 0.01 and cont.entropy_coef == 1e-4
-    assert disc.obs_norm is False and disc.reward_scale == 1.0 and disc.adv_norm is False
+    assert disc.obs_norm is False and cont.obs_norm is False
+    assert disc.reward_scale == 1.0 and disc.adv_norm is False
     assert disc.reward_norm is True and cont.reward_norm is True and cont.reward_scale == 1.0
     assert resolve(Config(algo="a3c")).lr == AUTO_DEFAULTS["discrete_async"]["lr"] != disc.lr
     # Explicit values are kept (even one equal to the other action space's default) ...
-    mine = resolve(Config(env="Pendulum-v1", entropy_coef=0.01, obs_norm=False))
-    assert mine.entropy_coef == 0.01 and mine.obs_norm is False
+    mine = resolve(Config(env="Pendulum-v1", entropy_coef=0.01, obs_norm=True))
+    assert mine.entropy_coef == 0.01 and mine.obs_norm is True
     # ... resolving is idempotent, and an env object gives the same answer as the name.
     assert resolve(cont) is cont
     assert resolve(Config(env="Pendulum-v1"), Env("Pendulum-v1", 1)) == cont
@@ -168,7 +170,7 @@ def test_network_normalises_with_its_statistics_and_no_gradient_reaches_them():
 
 def test_a2c_statistics_are_updated_and_saved_with_the_checkpoint(tmp_path):
     c = Config(env="Pendulum-v1", num_envs=4, t_max=5, total_steps=2_000, hidden=(8,),
-               seeds=(0, 1), progress=False, out=str(tmp_path))
+               seeds=(0, 1), progress=False, out=str(tmp_path), obs_norm=True)
     res = runner.run(c)
     env = Env("Pendulum-v1", 1)
     net = networks.make_actor_critic(runlog.read_config(tmp_path), env)
@@ -186,7 +188,7 @@ def test_a2c_statistics_are_updated_and_saved_with_the_checkpoint(tmp_path):
 
 def test_a3c_statistics_live_in_the_shared_store():
     c = Config(algo="a3c", env="Pendulum-v1", workers=2, envs_per_worker=2, total_steps=2_000,
-               hidden=(8,), seeds=(0,), progress=False, lr_anneal=False)
+               hidden=(8,), seeds=(0,), progress=False, lr_anneal=False, obs_norm=True)
     res = runner.run(c, write=False)
     stats = res.params[0][normalization.COLLECTION]
     # Every segment's batch is merged into the current shared statistics: none is dropped.

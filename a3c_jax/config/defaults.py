@@ -47,7 +47,13 @@ AUTO_DEFAULTS: dict[str, dict[str, Any]] = {
     # steps. Return-based reward normalisation replaces the fixed x 0.1, and with the
     # step-weighted mean the learning rate is 2e-3 (3 seeds: -400 at 228k-269k of 1M steps,
     # final -181, where the old defaults took 339k-442k and ended at -231; 285k-358k of 500k).
-    "continuous": {"lr": 2e-3, "gamma": 0.95, "entropy_coef": 1e-4, "obs_norm": True,
+    # Observations are not normalised (they were until the Pendulum collapse, docs/results.md):
+    # running statistics over every step seen keep moving as the policy concentrates its
+    # states upright, so the same state reaches the network as a different input. After the
+    # learning rate reaches 0 (500k steps), a frozen policy fell from -250 to -1300 on all 3
+    # seeds of 10M steps with nothing changing but those statistics; without them the same
+    # runs reach -250 at 250k and stay above -230 to 10M (final -165 to -169).
+    "continuous": {"lr": 2e-3, "gamma": 0.95, "entropy_coef": 1e-4, "obs_norm": False,
                    "reward_scale": 1.0, "reward_norm": True, "shared_torso": True,
                    **_UNUSED},
     # Value-based methods, tuned on CartPole-v1 with W = 2, E = 1 (seeds 0-6): lr 1e-3 (SARSA
