@@ -107,3 +107,37 @@ def host_cores(environ=os.environ) -> int:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # not Linux
         return os.cpu_count() or 1
+
+
+# --- compiling while a signal can still be handled ---------------------------------------------
+# Python runs a signal handler only in the main thread, between bytecodes: during an XLA compile
+# (seconds to minutes, in C++) the first Ctrl-C or SIGTERM waits for the compile to end. So the
+# long compiles run in a daemon thread while the main thread waits in short joins, where
+# handlers run: a handler that raises (``RunSignals(raise_first=True)``) stops the wait at once,
+# and so does ``should_stop`` (the drivers' poll). The abandoned compile finishes in the
+# background or dies with the process; nothing waits for it.
+
+def interruptible(fn, should_stop=lambda: None, poll_s: float = 0.05):
+    """``fn()``, run in a daemon thread; its result, or its exception. While it runs, a
+    signal's handler runs at once in the caller, and ``should_stop()`` (not None: stop) is
+    polled every ``poll_s`` seconds: then ``KeyboardInterrupt`` is raised (the run is
+    interrupted before it trained)."""
+    import threading
+
+    got: dict = {}
+
+    def target():
+        try:
+            got["value"] = fn()
+        except BaseException as exc:   # handed to the caller
+            got["error"] = exc
+
+    thread = threading.Thread(target=target, name="a3c_jax-compile", daemon=True)
+    thread.start()
+    while thread.is_alive():
+        thread.join(poll_s)
+        if thread.is_alive() and should_stop() is not None:
+            raise KeyboardInterrupt("stopped while compiling")
+    if "error" in got:
+        raise got["error"]
+    return got["value"]

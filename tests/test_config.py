@@ -6,6 +6,7 @@ import dataclasses
 import math
 import re
 
+import numpy as np
 import pytest
 
 from a3c_jax.config.defaults import resolve
@@ -245,3 +246,38 @@ def test_a2c_records_the_backend_that_ran():
 def test_until_terminal_segments_are_refused_for_ale_games():
     with pytest.raises(ValueError, match="^segments until-terminal is not available for ALE"):
         Config(env="ALE/Pong-v5", segments="until-terminal").validate()
+
+
+@pytest.mark.parametrize("optimizer, clip", [("rmsprop", 0.5), ("sgd", 0.0)])
+def test_old_reduction_sum_with_many_envs_trains_as_before(optimizer, clip):
+    """An old ``reduction: sum`` config with N > 1 (loss (1/N) sum_n sum_t l) loads as
+    step-mean with its clipping, RMSProp eps or SGD lr rescaled: its updates equal the old
+    loss's, rebuilt here as the ``sum`` combine divided by N."""
+    import jax
+
+    from a3c_jax.core import losses
+    from a3c_jax.drivers.synchronous import make_train
+
+    old = Config(algo="a2c", num_envs=4, total_steps=400, optimizer=optimizer, lr=1e-3,
+                 max_grad_norm=clip, obs_norm=False, reward_norm=False, combine="sum")
+    data = old.to_dict()
+    del data["combine"]
+    data["reduction"] = "sum"
+    loaded = Config.from_dict(data)
+    assert loaded.combine == "step-mean"
+
+    def old_loss(params, apply_fn, traj, cfg):
+        loss, m = losses.actor_critic_segment_loss(params, apply_fn, traj, cfg)
+        return loss / old.num_envs, m
+
+    got = []
+    for config, loss_fn in ((loaded, None), (old, old_loss)):
+        trainer = make_train(config, loss_fn)
+        state, _ = jax.jit(lambda s, t=trainer: t.run_chunk(s, 4))(
+            trainer.init(jax.random.key(0)))
+        got.append(jax.device_get(state.params))
+    moved = jax.tree.leaves(jax.tree.map(lambda a, b: abs(a - b).max(), got[1],
+                                         make_train(old).init(jax.random.key(0)).params))
+    assert max(float(m) for m in moved) > 1e-5   # the updates did move the parameters
+    for a, b in zip(jax.tree.leaves(got[0]), jax.tree.leaves(got[1])):
+        np.testing.assert_allclose(a, b, rtol=2e-4, atol=1e-6)

@@ -117,3 +117,18 @@ def test_diverged_survives_the_trip_between_processes():
     got = pickle.loads(pickle.dumps(sent))
     assert isinstance(got, Diverged) and str(got) == str(sent)
     assert (got.seed, got.worker, got.env_steps, got.count) == (3, 1, 140, 5)
+
+
+def test_emulated_blow_up_is_counted_and_ends_diverged(tmp_path):
+    """The emulator skips non-finite gradients as the store does, counts them (updates.csv,
+    run.json) and stops the run as ``diverged`` after ``max_nonfinite`` in a row."""
+    got, info = train(tmp_path, "--algo", "a3c", "--workers", "2", "--backend", "emulated")
+    assert got.returncode == 1, got.stderr
+    assert "diverged: seed 0" in got.stderr and "env step" in got.stderr
+    assert info["status"] == "diverged" and "seed 0" in info["diverged"]
+    updates = np.genfromtxt(tmp_path / "run" / "updates.csv", delimiter=",", names=True)
+    assert info["nonfinite"]["0"] == int(updates["nonfinite"].sum()) >= 5
+    assert updates["env_steps"].max() < 40_000   # stopped before the budget
+    from flax import serialization
+    raw = serialization.msgpack_restore((tmp_path / "run" / "params_seed0.msgpack").read_bytes())
+    assert all_finite(raw)

@@ -128,6 +128,8 @@ class Config:
             kwargs["lr_anneal_steps"] = 0   # written when the anneal spanned the budget
         if legacy is not None and "combine" not in kwargs:
             kwargs["combine"] = combine_of_reduction(legacy, cls(**kwargs).batch_envs)
+            if legacy == "sum" and kwargs["combine"] != "sum":
+                kwargs.update(same_updates_at_step_mean(cls(**kwargs)))
         return cls(**kwargs)
 
 
@@ -136,8 +138,9 @@ def combine_of_reduction(reduction: str, batch_envs: int) -> str:
 
     mean: (1/N) sum_n (1/t_max) sum_t l is env-mean. sum: (1/N) sum_n sum_t l is ``sum`` when
     the update had one environment (N = 1, the paper's workers); with N > 1 no combine has
-    its scale (sum is N times it, step-mean 1/t_max of it), and step-mean, the same direction
-    at the smaller distance in the common N = 16, t_max = 5, is taken.
+    its scale (sum is N times it, step-mean 1/t_max of it): step-mean is taken, and
+    ``from_dict`` rescales the settings the scale matters to (``same_updates_at_step_mean``),
+    so the updates are the old ones.
     """
     if reduction == "mean":
         return _OLD_MEAN
@@ -145,6 +148,22 @@ def combine_of_reduction(reduction: str, batch_envs: int) -> str:
         return "sum" if batch_envs == 1 else "step-mean"
     raise ValueError(f"reduction: expected sum or mean (config.json before combine), got "
                      f"{reduction!r}")
+
+
+def same_updates_at_step_mean(config: "Config") -> dict:
+    """The settings that make ``step-mean`` updates equal to the old ``sum``'s (N > 1): its
+    loss was t_max times step-mean's, so every gradient d was t d. Clipping at M clips t d as
+    d at M / t; RMSProp's d / sqrt(g + eps) (eps inside the root) is unchanged by d -> t d when
+    eps -> eps / t^2; SGD (momentum included) is linear, so its lr is t times larger."""
+    t = config.t_max
+    changes: dict = {}
+    if config.max_grad_norm > 0:
+        changes["max_grad_norm"] = config.max_grad_norm / t
+    if config.optimizer.startswith("rmsprop"):
+        changes["rms_eps"] = config.rms_eps / t ** 2
+    elif config.lr is not None:
+        changes["lr"] = config.lr * t
+    return changes
 
 
 @dataclasses.dataclass(frozen=True, init=False, repr=False)

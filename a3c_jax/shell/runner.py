@@ -37,6 +37,7 @@ from typing import Any, Callable, Sequence
 import jax
 import numpy as np
 
+from a3c_jax import _xla
 from a3c_jax.config.defaults import resolve
 from a3c_jax.config.schema import Config, Resolved
 from a3c_jax.core import curves
@@ -96,17 +97,20 @@ def run_async(config: Config, loss_fn: Callable | None = None,
                                f"{entry['store']['params'].shape[0]} parameters where this "
                                f"config's network has {worker.num_params}")
     t_compile = time.perf_counter()
+    interrupted = False
     if config.backend == "threads":
-        worker.compile()
+        try:   # a signal stops the wait at once (``_xla.interruptible``)
+            _xla.interruptible(worker.compile, should_stop)
+        except KeyboardInterrupt:
+            interrupted = True
         rd.sink.phase("train")   # other backends compile in their workers: the rows say when
     params: dict[int, Any] = {}
     extras: dict = {"staleness": {}, "lost": {}, "nonfinite": {}, "restarts": {},
                     "backend": config.backend,
                     "compile_s": time.perf_counter() - t_compile}
-    interrupted = False
     failure: BaseException | None = None
     try:
-        for seed in config.seeds:
+        for seed in config.seeds if not interrupted else ():
             if should_stop() is not None:
                 interrupted = True
                 break

@@ -44,6 +44,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from a3c_jax import _xla
 from a3c_jax.core import curves
 from a3c_jax.drivers import records
 from a3c_jax.drivers.evaluation import COLUMN, Evaluator
@@ -109,8 +110,13 @@ def run_groups(trainer, rd, should_stop: Callable[[], bool] = lambda: False
         if done < total and not stopped:
             t = time.perf_counter()
             if len(group) not in compiled:
-                compiled[len(group)] = jax.jit(calls.make_rows(trainer, len(group))).lower(
-                    state, *calls.padded([1])).compile()
+                program = jax.jit(calls.make_rows(trainer, len(group)))
+                try:   # a signal stops the wait at once (``_xla.interruptible``)
+                    compiled[len(group)] = _xla.interruptible(
+                        lambda: program.lower(state, *calls.padded([1])).compile(), should_stop)
+                except KeyboardInterrupt:
+                    interrupted = True
+                    break
             compile_s += time.perf_counter() - t
             step = compiled[len(group)]
             rd.sink.phase("train")

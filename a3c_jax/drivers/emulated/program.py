@@ -64,12 +64,14 @@ class EmuState:
 
 class EmuOut(NamedTuple):
     """Per update (leaves [..., num_updates]): who wrote it, the tau it used, whether it is a
-    real update (False on the last block's padding), and its metrics."""
+    real update (False on the last block's padding), its metrics, and whether its gradient
+    was not finite (then nothing was applied)."""
 
     worker: jax.Array
     staleness: jax.Array
     valid: jax.Array
     metrics: algorithm.Metrics
+    nonfinite: jax.Array
 
 
 @dataclasses.dataclass(frozen=True)
@@ -225,7 +227,7 @@ class Emulator:
             tgt = keep(jax.tree.map(lambda a, b: jnp.where(crossed, a, b), new,
                                     take(target_ring, v % K)), take(target_ring, nxt))
             target_ring = put(target_ring, nxt, tgt)
-        return (ring, target_ring, opt, v + ok.astype(jnp.int32)), None
+        return (ring, target_ring, opt, v + ok.astype(jnp.int32)), ok & ~finite
 
     def _block(self, state: EmuState, xs):
         taus, w, valid = xs
@@ -243,11 +245,11 @@ class Emulator:
         grads, actors_w, keys_w, stats, m = out
         actors = jax.tree.map(lambda a, b: a.at[w].set(b), state.actors, actors_w)
         carry = (state.ring, state.target_ring, state.opt_state, state.version)
-        (ring, target_ring, opt, version), _ = jax.lax.scan(
+        (ring, target_ring, opt, version), skipped = jax.lax.scan(
             lambda c, x: self._apply(K, c, x), carry, (grads, stats, valid, w))
         new = EmuState(ring=ring, target_ring=target_ring, opt_state=opt, actors=actors,
                        keys=state.keys.at[w].set(keys_w), version=version)
-        return new, EmuOut(worker=w, staleness=taus, valid=valid, metrics=m)
+        return new, EmuOut(worker=w, staleness=taus, valid=valid, metrics=m, nonfinite=skipped)
 
     def run_chunk(self, state: EmuState, taus, workers, valid) -> tuple[EmuState, EmuOut]:
         """Blocks ``taus``, ``workers``, ``valid`` [num_blocks, B] in one scan; outputs are

@@ -30,6 +30,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from a3c_jax import _xla
 from a3c_jax.core import curves
 from a3c_jax.core import staleness
 from a3c_jax.config.schema import Resolved
@@ -56,10 +57,10 @@ class Batch:
         cache = {} if cache is None else cache   # (blocks, pairs) -> compiled, one plan
         t = time.perf_counter()
         for n in {min(self.chunk, plan.num_blocks), plan.num_blocks % self.chunk or self.chunk}:
-            if (n, len(seeds)) not in cache:
-                cache[n, len(seeds)] = step.lower(self.state, self.taus[:, :n],
-                                                  self.workers[:, :n],
-                                                  self.valid[:, :n]).compile()
+            if (n, len(seeds)) not in cache:   # a signal's handler runs meanwhile
+                cache[n, len(seeds)] = _xla.interruptible(
+                    lambda n=n: step.lower(self.state, self.taus[:, :n], self.workers[:, :n],
+                                           self.valid[:, :n]).compile())
         self.compiled = {n: f for (n, size), f in cache.items() if size == len(seeds)}
         self.compile_s = time.perf_counter() - t
         self.paused_s = 0.0   # time spent between chunks that the clock leaves out
@@ -103,10 +104,29 @@ def to_records(out: EmuOut, own: np.ndarray, spu: int, start: int,
     tau = np.asarray(out.staleness)[ok]
     m = [np.asarray(x, np.float64)[ok] for x in out.metrics]
     t = wall[0] + (wall[1] - wall[0]) * (np.arange(n) + 1) / max(n, 1)
+    bad = np.asarray(out.nonfinite, np.int64)[ok].tolist()
     cols = zip(np.asarray(out.worker)[ok].tolist(), own[i].tolist(),
                ((i + 1) * spu).tolist(), t.tolist(), (i - tau).tolist(), (i + 1).tolist(),
                tau.tolist(), *(x.tolist() for x in m))
-    return [UpdateRecord(*c) for c in cols]
+    return [UpdateRecord(*c, nonfinite=b) for c, b in zip(cols, bad)]
+
+
+class Streak:
+    """Non-finite gradients of one seed: in all, and in a row; ``diverged`` (a message, as
+    the other drivers word it) once ``limit`` came in a row."""
+
+    def __init__(self, seed: int, limit: int):
+        self.seed, self.limit = seed, limit
+        self.total = self.run = 0
+        self.diverged: str | None = None
+
+    def add(self, recs: Sequence[UpdateRecord]) -> None:
+        for r in recs:
+            self.total += r.nonfinite
+            self.run = self.run + 1 if r.nonfinite else 0
+            if self.run >= self.limit and self.diverged is None:
+                self.diverged = (f"diverged: seed {self.seed}: {self.limit} consecutive "
+                                 f"non-finite gradients by env step {r.env_steps}")
 
 
 @dataclasses.dataclass
@@ -125,7 +145,10 @@ def run_seeds(config: Resolved, loss_fn: Callable | None = None,
               should_stop: Callable[[], Any] | None = None) -> EmulatedRun:
     """Train every seed of a resolved ``config`` on the emulator (see the module docstring);
     ``block`` overrides the block size (it must be exact for the schedules). ``should_stop``
-    (not None: stop) is polled between chunks; a stop keeps what was gathered."""
+    (not None: stop) is polled between chunks; a stop keeps what was gathered. A seed with
+    ``max_nonfinite`` non-finite gradients in a row (none applied) ends the run at the end of
+    that chunk: ``extras["diverged"]`` says which seed and env step, ``extras["nonfinite"]``
+    counts the skipped updates per seed."""
     emu = Emulator(config, loss_fn)
     model = staleness.parse(config.staleness)
     W, n = config.workers, emu.num_updates
@@ -137,7 +160,7 @@ def run_seeds(config: Resolved, loss_fn: Callable | None = None,
     groups = [tuple(config.seeds)] if config.vmap_seeds else [(s,) for s in config.seeds]
     run = EmulatedRun({s: [] for s in config.seeds}, {}, extras={
         "backend": "emulated", "staleness_model": model.label, "block": plan.block,
-        "ring_size": plan.ring_size, "compile_s": 0.0, "staleness": {}})
+        "ring_size": plan.ring_size, "compile_s": 0.0, "staleness": {}, "nonfinite": {}})
     cache: dict = {}
     evaluator = Evaluator(config)
     run.evals = {s: Pending() for s in config.seeds}
@@ -147,6 +170,7 @@ def run_seeds(config: Resolved, loss_fn: Callable | None = None,
                           max(log_interval(config) // emu.spu, MIN_CHUNK), cache)
             run.extras["compile_s"] += batch.compile_s
             monitors = {s: StopMonitor(config.stop_return, config.stop_window) for s in group}
+            streaks = {s: Streak(s, config.max_nonfinite) for s in group}
             wall = 0.0
             try:
                 for start, out, now in batch.chunks():
@@ -154,13 +178,18 @@ def run_seeds(config: Resolved, loss_fn: Callable | None = None,
                         recs = to_records(jax.tree.map(lambda a: a[k], out), own[s],
                                           emu.spu, start, (wall, now))
                         run.records[s] += recs
+                        streaks[s].add(recs)
                         for r in recs if config.stop_return else ():
                             monitors[s].add(r.env_steps, r.return_sum, r.episodes)
                     wall = now
-                    if evaluator.enabled:
-                        batch.paused_s += _evaluate(evaluator, batch, group, run)
                     if on_progress is not None:
                         on_progress(int(out.valid.sum()) * emu.spu)
+                    diverged = [t.diverged for t in streaks.values() if t.diverged]
+                    if diverged:   # checked per chunk: nothing non-finite was applied
+                        run.extras["diverged"] = diverged[0]
+                        break
+                    if evaluator.enabled:
+                        batch.paused_s += _evaluate(evaluator, batch, group, run)
                     if config.stop_return and all(m.fired_at is not None
                                                   for m in monitors.values()):
                         break
@@ -168,6 +197,9 @@ def run_seeds(config: Resolved, loss_fn: Callable | None = None,
                         raise KeyboardInterrupt
             finally:
                 run.params.update(zip(group, batch.params()))
+                run.extras["nonfinite"].update({s: t.total for s, t in streaks.items()})
+            if "diverged" in run.extras:
+                break
     except KeyboardInterrupt:
         run.interrupted = True
     for s, recs in run.records.items():
