@@ -13,7 +13,7 @@ from a3c_jax.config.schema import Config  # noqa: E402
 from a3c_jax.drivers.asynchronous.backends.ray_actors import ensure_ray  # noqa: E402
 from a3c_jax.drivers.records import update_rows  # noqa: E402
 from a3c_jax.drivers.asynchronous.supervisor import train_seed  # noqa: E402
-from a3c_jax.drivers.asynchronous.worker import AsyncWorker, WorkerError  # noqa: E402
+from a3c_jax.drivers.asynchronous.worker import AsyncWorker, Diverged, WorkerError  # noqa: E402
 
 CFG = Config(algo="a3c", backend="ray", workers=2, total_steps=3_000, seeds=(0,),
              progress=False, lr_anneal=False)
@@ -46,6 +46,23 @@ def test_ray_worker_error_stops_the_run():
     stopped = train_seed(worker, 0, loss_fn=_raising_loss).stopped
     assert isinstance(stopped, WorkerError)
     assert "loss refused" in str(stopped)
+
+
+def test_ray_nonfinite_gradients_end_diverged_with_the_store_finite():
+    import jax.numpy as jnp
+    from a3c_jax.core import losses
+
+    def _nan_loss(params, apply_fn, traj, cfg):  # local: Ray pickles it by value
+        loss, m = losses.actor_critic_segment_loss(params, apply_fn, traj, cfg)
+        return loss * jnp.nan, m
+
+    worker = AsyncWorker.from_config(CFG)
+    got = train_seed(worker, 0, loss_fn=_nan_loss)
+    cause = got.stopped
+    assert isinstance(cause, Diverged), repr(cause)
+    assert cause.seed == 0 and cause.count >= CFG.max_nonfinite
+    assert np.isfinite(got.flat_params).all()
+    np.testing.assert_array_equal(got.flat_params, worker.init_flat_params(0))
 
 
 @pytest.mark.learning
