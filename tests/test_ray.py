@@ -38,14 +38,60 @@ def test_ray_backend_runs_the_same_worker_loop():
     assert not np.allclose(got.flat_params, worker.init_flat_params(0))
 
 
-def test_ray_worker_error_stops_the_run():
+def test_ray_worker_failing_on_every_start_stops_the_run_after_its_restarts():
     def _raising_loss(params, apply_fn, traj, cfg):  # local: Ray pickles it by value
         raise ValueError("loss refused")
 
-    worker = AsyncWorker.from_config(CFG)
-    stopped = train_seed(worker, 0, loss_fn=_raising_loss).stopped
-    assert isinstance(stopped, WorkerError)
-    assert "loss refused" in str(stopped)
+    worker = AsyncWorker.from_config(CFG.replace(max_restarts=1))
+    got = train_seed(worker, 0, loss_fn=_raising_loss)
+    assert isinstance(got.stopped, WorkerError)
+    assert "loss refused" in str(got.stopped) and "after 1 restarts" in str(got.stopped)
+    assert [e["worker"] for e in got.restarts] == [0]
+
+
+def test_a_killed_ray_worker_is_restarted_and_the_run_completes_exactly():
+    import os
+    import signal
+
+    cfg = CFG.replace(total_steps=60_000, hidden=(8,))
+    killed: list[int] = []
+
+    def kill_mid_run(running, _per_worker):
+        if not killed and running.T >= cfg.total_steps // 5:
+            killed.append(running.where()[1][1])
+            os.kill(killed[0], signal.SIGKILL)
+
+    got = train_seed(AsyncWorker.from_config(cfg), 0, on_tick=kill_mid_run, tick_s=0.05)
+    assert got.stopped is None, got.stopped
+    assert killed and len(got.restarts) == 1, got.restarts
+    event = got.restarts[0]
+    assert event["worker"] == 1 and "died" in event["cause"]
+    assert cfg.total_steps // 5 <= event["T"] < cfg.total_steps
+    assert cfg.total_steps <= got.T < cfg.total_steps + cfg.steps_per_update
+    versions = [r.version_written for r in got.records]
+    assert len(versions) == len(set(versions))   # none twice
+    missing = set(range(1, got.lost["updates"] + 1)) - set(versions)
+    assert len(missing) == event["unrecorded"]   # what died with the actor, counted
+    ones = sorted(r.update for r in got.records if r.worker == 1)
+    assert ones[-1] == len(ones) + event["unrecorded"] - 1   # indices continue after the gap
+    assert any(r.worker == 1 and r.env_steps > event["T"] for r in got.records)   # it trained
+
+
+def test_ray_max_restarts_zero_stops_the_run_at_the_first_death():
+    import os
+    import signal
+
+    killed: list[int] = []
+
+    def kill_soon(running, _per_worker):
+        if not killed and running.T > 0:
+            killed.append(running.where()[0][1])
+            os.kill(killed[0], signal.SIGKILL)
+
+    got = train_seed(AsyncWorker.from_config(CFG.replace(total_steps=50_000_000,
+                                                         max_restarts=0)),
+                     0, on_tick=kill_soon, tick_s=0.05)
+    assert isinstance(got.stopped, WorkerError) and got.restarts == []
 
 
 def test_ray_nonfinite_gradients_end_diverged_with_the_store_finite():

@@ -13,7 +13,7 @@ import pytest
 from a3c_jax.drivers.asynchronous.backends import ray_store as ray_client
 from a3c_jax.config.schema import Config
 from a3c_jax.config.defaults import resolve
-from a3c_jax.drivers.asynchronous.backends.ray_actors import ParameterServer
+from a3c_jax.drivers.asynchronous.backends.ray_store import ParameterServer
 from a3c_jax.drivers.asynchronous.worker import AsyncWorker
 
 

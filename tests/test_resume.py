@@ -13,7 +13,7 @@ import pytest
 
 from a3c_jax.shell import checkpoints, directory as rundir, files as runlog, synchronous as sync_run
 from a3c_jax.config.schema import Config
-from a3c_jax.drivers.asynchronous.backends.ray_actors import ParameterServer
+from a3c_jax.drivers.asynchronous.backends.ray_store import ParameterServer
 from a3c_jax.drivers.asynchronous.store_state import store_state
 from a3c_jax.shell.runner import InvalidInput, run
 from a3c_jax.drivers.asynchronous.backends.threads import ThreadLaunch

@@ -16,7 +16,7 @@ momentum), which start from zero. Value-based workers keep their final epsilons 
 the seed, as before) and continue their epsilon schedules at T / (W * E) env steps per
 environment, where an uninterrupted run's environments would be.
 
-A worker process that dies mid-run and is started again (the process backend's restarts)
+A worker that dies mid-run and is started again (the process and Ray backends' restarts)
 is re-derived the same way from the live store: fresh environments, its keys with the restart
 count folded in (``RESTART_STREAM``), its epsilons (value methods) drawn again from the seed
 and the restart count, and its epsilon schedules at T / (W * E) env steps per environment.

@@ -12,7 +12,13 @@
   segment's parameters (target copies happen in the server, inside the claim), so the round
   trip hides behind the compute and staleness grows by about one (recorded).
 * ``RayLaunch`` is the ``launch.Launch`` the supervisor polls
-  (``a3c_jax.drivers.asynchronous.supervisor``).
+  (``a3c_jax.drivers.asynchronous.supervisor``). The server is placed on the driver's node;
+  the workers are spread over the cluster's nodes.
+* A worker actor that dies (its process killed, its node lost) or whose loop raises is
+  replaced, as the process backend does, up to ``max_restarts`` times per seed: a new actor
+  on any live node, fresh environments, keys and epsilon re-derived from the live store
+  (``store_state.build_worker``'s restart). Its updates already written stay; records of
+  updates it wrote after the last poll die with it and are counted (``unrecorded``).
 * ``--backend ray`` without ``--ray-address`` starts a local Ray instance; with one it joins
   that cluster (its nodes need this package installed, e.g. through a Ray runtime_env).
 
@@ -21,92 +27,34 @@ Ray is an optional extra (``pip install .[ray]``), imported only here.
 
 from __future__ import annotations
 
+import os
+import sys
 import threading
 import time
 
-import numpy as np
-
-from a3c_jax.config.schema import Resolved
-from a3c_jax.core.optim import OptSpec
 from a3c_jax.drivers.records import UpdateRecord
-from a3c_jax.drivers.asynchronous.store_state import (build_worker, restore_store, store_state,
-                                                      worker_points)
+from a3c_jax.drivers.asynchronous.store_state import build_worker, worker_points
 from a3c_jax.drivers.asynchronous.backends.launch import Launch
-from a3c_jax.drivers.asynchronous.backends.ray_store import StoreClient, _ray
-from a3c_jax.drivers.asynchronous.store import SharedStore
+from a3c_jax.drivers.asynchronous.backends.ray_store import ParameterServer, StoreClient, _ray
 from a3c_jax.drivers.asynchronous.worker import AsyncWorker, Diverged, WorkerError
 
 
-class ParameterServer:
-    """The shared store behind an actor; every method is one remote call."""
-
-    def __init__(self, params: np.ndarray, config_dict: dict, with_target: bool):
-        self.config = Resolved.from_dict(config_dict)
-        self.store = SharedStore(params, OptSpec.from_config(self.config),
-                                 self.config.store_mode, with_target=with_target)
-        self.local: dict[int, object] = {}
-        self.stopped = False
-
-    def claim_and_read(self, n: int, budget: int, interval: int = 0):
-        if self.stopped:
-            return None
-        claim = self.store.claim_steps(n, budget, interval)
-        if claim is None:
-            return None
-        return claim, self.store.read()
-
-    def apply(self, worker: int, grad: np.ndarray, snap, t: int | None):
-        if worker not in self.local:
-            self.local[worker] = self.store.new_local_state()
-        return self.store.apply(grad, snap, self.local[worker], t)
-
-    def protect(self, start: int, stop: int) -> None:
-        self.store.protect(start, stop)
-
-    def merge_stats(self, start: int, batch: np.ndarray) -> None:
-        self.store.merge_stats(start, batch)
-
-    def apply_and_claim(self, worker: int, grad: np.ndarray, snap, t: int | None, n: int,
-                        budget: int, interval: int = 0):
-        """One round trip per update: write this update, then claim and read the next."""
-        return self.apply(worker, grad, snap, t), self.claim_and_read(n, budget, interval)
-
-    def claim_after(self, n: int, budget: int, interval: int = 0):
-        """``claim_and_read`` shaped as ``apply_and_claim``'s answer, with no write to report."""
-        return None, self.claim_and_read(n, budget, interval)
-
-    def update_target(self) -> None:
-        self.store.update_target()
-
-    def read_target(self) -> np.ndarray:
-        return self.store.read_target()
-
-    def stop(self) -> None:
-        self.stopped = True
-
-    def status(self) -> tuple[int, int]:
-        return self.store.T, self.store.version
-
-    def final(self):
-        return self.store.params.copy(), self.store.lost_updates(), self.store.T
-
-    def state(self) -> dict:
-        return store_state(self.store)
-
-    def restore(self, state: dict) -> None:
-        restore_store(self.store, state)
-
-
 class Worker:
-    """One actor-learner; ``run`` returns its number of update records."""
+    """One actor-learner; ``run`` returns its number of update records. ``restart`` (count,
+    T) re-derives a worker started again mid-run."""
 
-    def __init__(self, worker: int, seed: int, config_dict: dict, loss_fn, points=None):
+    def __init__(self, worker: int, seed: int, config_dict: dict, loss_fn, points=None,
+                 restart: tuple[int, int] | None = None):
         self.worker, self.seed = worker, seed
-        self.runner = build_worker(config_dict, loss_fn, points)  # resolved
+        self.runner = build_worker(config_dict, loss_fn, points, restart)  # resolved
         self.runner.compile()
 
     def ready(self) -> bool:
         return True
+
+    def where(self) -> tuple[str, int]:
+        """(Ray node id, process id) of this actor."""
+        return _ray().get_runtime_context().get_node_id(), os.getpid()
 
     def run(self, server, t0: float) -> int:
         self.records: list = []
@@ -152,46 +100,105 @@ class RayLaunch(Launch):
                  restore: dict | None = None):
         c = worker.config
         self.ray = ray = ensure_ray(c.ray_address)
-        self.per_worker, self.total = per_worker, c.total_steps
+        self.per_worker, self.total, self.W = per_worker, c.total_steps, c.workers
+        self.max_restarts = c.max_restarts
+        self.restarts: list[dict] = []   # worker, time_s, T, cause, unrecorded, node
+        self.received = [0] * c.workers  # records drained from each worker's current actor
+        self.offset = [0] * c.workers    # update index of a restarted actor's first record
         self._final: tuple | None = None
         self.final_store: dict | None = None
-        server_cls = ray.remote(num_cpus=0, max_concurrency=c.workers + 2)(ParameterServer)
-        worker_cls = ray.remote(num_cpus=worker_cpus(ray.cluster_resources(), c.workers),
-                                max_concurrency=2)(Worker)
+        here = ray.get_runtime_context().get_node_id()
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+        server_cls = ray.remote(num_cpus=0, max_concurrency=c.workers + 2,
+                                scheduling_strategy=NodeAffinitySchedulingStrategy(here, False)
+                                )(ParameterServer)
         self.server = server_cls.remote(worker.init_flat_params(seed), c.to_dict(),
                                         worker.with_target)
         if restore is not None:
             ray.get(self.server.restore.remote(restore))
-        self.actors = [worker_cls.remote(w, seed, c.to_dict(), loss_fn, worker_points(worker))
-                       for w in range(c.workers)]
+        self._new = lambda w, restart: ray.remote(
+            num_cpus=worker_cpus(ray.cluster_resources(), c.workers), max_concurrency=3,
+            scheduling_strategy="SPREAD")(Worker).remote(
+                w, seed, c.to_dict(), loss_fn, worker_points(worker), restart)
+        self.actors = [self._new(w, None) for w in range(c.workers)]
         self.pending: dict | None = None
+        self.t0 = 0.0
         self._T = 0
 
     def _start(self) -> None:
+        """Wait until every actor has compiled (one that fails is replaced, as in training),
+        then start the loops on one clock."""
         ray = self.ray
-        ray.get([a.ready.remote() for a in self.actors])
-        futures = [a.run.remote(self.server, time.time()) for a in self.actors]
+        for w in range(self.W):
+            while True:
+                try:
+                    ray.get(self.actors[w].ready.remote())
+                    break
+                except (ray.exceptions.RayTaskError, ray.exceptions.RayActorError) as exc:
+                    self._failed(w, exc)
+        self.t0 = time.time()
+        futures = [a.run.remote(self.server, self.t0) for a in self.actors]
         self.pending = dict(zip(futures, range(len(self.actors))))
+
+    def where(self) -> list[tuple[str, int]]:
+        """(node id, pid) of each worker's current actor."""
+        return self.ray.get([a.where.remote() for a in self.actors])
+
+    def _drain(self, w: int, timeout: float | None = None) -> None:
+        got = self.ray.get(self.actors[w].drain.remote(self.received[w]), timeout=timeout)
+        self.received[w] += len(got)
+        self.per_worker[w].extend(UpdateRecord(*r)._replace(update=r[1] + self.offset[w])
+                                  for r in got)
+
+    def _failed(self, w: int, exc: BaseException) -> None:
+        """Worker ``w``'s loop raised or its actor died: start a new actor, or raise
+        ``WorkerError`` (caused by the worker's ``Diverged``: the seed's result, never
+        restarted)."""
+        ray = self.ray
+        cause = getattr(exc, "cause", None)   # the worker's own exception, if Ray kept it
+        if isinstance(cause, Diverged) or len(self.restarts) >= self.max_restarts:
+            after = f" (after {len(self.restarts)} restarts)" if self.restarts else ""
+            raise WorkerError(w, f"{type(exc).__name__}{after}", str(exc)) from (
+                cause if isinstance(cause, Diverged) else exc)
+        try:   # a loop that raised leaves its actor alive: take its last records
+            self._drain(w, timeout=5.0)
+        except ray.exceptions.RayError:
+            pass
+        ray.kill(self.actors[w])
+        T, _ = ray.get(self.server.status.remote())
+        if ray.get(self.server.stop_requested.remote()) or T >= self.total:
+            return   # nothing left for it to do
+        unrecorded = ray.get(self.server.written.remote(w)) - len(self.per_worker[w])
+        event = {"worker": w, "time_s": round(time.time() - self.t0, 3) if self.t0 else 0.0,
+                 "T": int(T),
+                 "cause": f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}",
+                 "unrecorded": int(unrecorded)}
+        self.restarts.append(event)
+        print(f"worker {w} restarted ({len(self.restarts)} of at most {self.max_restarts}) "
+              f"at T={T}: {event['cause']}", file=sys.stderr, flush=True)
+        self.offset[w] = len(self.per_worker[w]) + event["unrecorded"]
+        self.received[w] = 0
+        self.actors[w] = self._new(w, (len(self.restarts), int(T)))
+        if self.pending is not None:   # training: its loop starts on the run's clock
+            self.pending[self.actors[w].run.remote(self.server, self.t0)] = w
 
     def poll(self, timeout: float) -> bool:
         ray = self.ray
-        try:
-            if self.pending is None:
-                self._start()
-            done, _ = ray.wait(list(self.pending), timeout=timeout)
-            for f in done:
-                self.pending.pop(f)
+        errors = (ray.exceptions.RayTaskError, ray.exceptions.RayActorError)
+        if self.pending is None:
+            self._start()
+        done, _ = ray.wait(list(self.pending), timeout=timeout)
+        for f in done:
+            w = self.pending.pop(f)
+            try:
                 ray.get(f)  # raises the worker's error, if any
-            got = ray.get([a.drain.remote(len(self.per_worker[w]))
-                           for w, a in enumerate(self.actors)])
-        except (ray.exceptions.RayTaskError, ray.exceptions.RayActorError) as exc:
-            w = next((i for i, a in enumerate(self.actors)
-                      if str(a._actor_id.hex()) in str(exc)), -1)
-            cause = getattr(exc, "cause", None)   # the worker's own exception, if Ray kept it
-            raise WorkerError(w, f"{type(exc).__name__}", str(exc)) from (
-                cause if isinstance(cause, Diverged) else exc)
-        for w, rs in enumerate(got):
-            self.per_worker[w].extend(UpdateRecord(*r) for r in rs)
+            except errors as exc:
+                self._failed(w, exc)
+        for w in sorted(set(self.pending.values())):
+            try:
+                self._drain(w)
+            except errors:
+                pass   # its run future reports the death at the next poll
         self._T = ray.get(self.server.status.remote())[0]
         return bool(self.pending)
 
@@ -220,13 +227,11 @@ class RayLaunch(Launch):
                          timeout=stop_timeout_s)
             self._final = tuple(ray.get(self.server.final.remote()))
             self.final_store = ray.get(self.server.state.remote())
-            try:   # records of updates that reached the store after the last poll
-                got = ray.get([a.drain.remote(len(self.per_worker[w]))
-                               for w, a in enumerate(self.actors)], timeout=stop_timeout_s)
-                for w, rs in enumerate(got):
-                    self.per_worker[w].extend(UpdateRecord(*r) for r in rs)
-            except ray.exceptions.RayError:
-                pass   # a failed worker: its error is what the run reports
+            for w in range(self.W):   # records of updates that reached the store after the
+                try:                  # last poll
+                    self._drain(w, timeout=stop_timeout_s)
+                except ray.exceptions.RayError:
+                    pass   # a failed worker: its error is what the run reports
         finally:
             for a in self.actors:
                 ray.kill(a)

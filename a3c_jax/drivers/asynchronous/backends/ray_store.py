@@ -1,4 +1,5 @@
-"""The Ray backend's store client: what a worker actor's loop sees as its store.
+"""The Ray backend's store: the parameter server (an actor around a ``SharedStore``) and the
+client a worker actor's loop sees as its store.
 
 Ray is imported only when a call is made (the optional ``ray`` extra).
 """
@@ -7,7 +8,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from a3c_jax.drivers.asynchronous.store import Snapshot
+from a3c_jax.config.schema import Resolved
+from a3c_jax.core.optim import OptSpec
+from a3c_jax.drivers.asynchronous.store import SharedStore, Snapshot
+from a3c_jax.drivers.asynchronous.store_state import restore_store, store_state
 
 
 def _ray():
@@ -17,6 +21,77 @@ def _ray():
         raise ImportError("the ray backend needs Ray: pip install 'a3c_jax[ray]'") from err
     return ray
 
+
+class ParameterServer:
+    """The shared store behind an actor; every method is one remote call."""
+
+    def __init__(self, params: np.ndarray, config_dict: dict, with_target: bool):
+        self.config = Resolved.from_dict(config_dict)
+        self.store = SharedStore(params, OptSpec.from_config(self.config),
+                                 self.config.store_mode, with_target=with_target)
+        self.local: dict[int, object] = {}
+        self.applied: dict[int, int] = {}   # updates written, per worker (restart accounting)
+        self.stopped = False
+
+    def claim_and_read(self, n: int, budget: int, interval: int = 0):
+        if self.stopped:
+            return None
+        claim = self.store.claim_steps(n, budget, interval)
+        if claim is None:
+            return None
+        return claim, self.store.read()
+
+    def apply(self, worker: int, grad: np.ndarray, snap, t: int | None):
+        if worker not in self.local:
+            self.local[worker] = self.store.new_local_state()
+        self.applied[worker] = self.applied.get(worker, 0) + 1
+        return self.store.apply(grad, snap, self.local[worker], t)
+
+    def protect(self, start: int, stop: int) -> None:
+        self.store.protect(start, stop)
+
+    def merge_stats(self, start: int, batch: np.ndarray) -> None:
+        self.store.merge_stats(start, batch)
+
+    def apply_and_claim(self, worker: int, grad: np.ndarray, snap, t: int | None, n: int,
+                        budget: int, interval: int = 0):
+        """One round trip per update: write this update, then claim and read the next."""
+        return self.apply(worker, grad, snap, t), self.claim_and_read(n, budget, interval)
+
+    def claim_after(self, n: int, budget: int, interval: int = 0):
+        """``claim_and_read`` shaped as ``apply_and_claim``'s answer, with no write to report."""
+        return None, self.claim_and_read(n, budget, interval)
+
+    def update_target(self) -> None:
+        self.store.update_target()
+
+    def read_target(self) -> np.ndarray:
+        return self.store.read_target()
+
+    def stop(self) -> None:
+        self.stopped = True
+
+    def stop_requested(self) -> bool:
+        return self.stopped
+
+    def status(self) -> tuple[int, int]:
+        return self.store.T, self.store.version
+
+    def final(self):
+        return self.store.params.copy(), self.store.lost_updates(), self.store.T
+
+    def written(self, worker: int) -> int:
+        """The number of updates ``worker`` has written (over all its actors)."""
+        return self.applied.get(worker, 0)
+
+    def node(self) -> str:
+        return _ray().get_runtime_context().get_node_id()
+
+    def state(self) -> dict:
+        return store_state(self.store)
+
+    def restore(self, state: dict) -> None:
+        restore_store(self.store, state)
 
 
 class StoreClient:
