@@ -243,9 +243,10 @@ def test_worker_merge_gives_the_complete_prefix_in_env_step_order():
     assert [r.env_steps for r in merge.ordered(final=True)] == [30]
 
 
-def test_streamed_rows_equal_rows_binned_afterwards():
+@pytest.mark.parametrize("held", [list, binning.RecordLog])
+def test_streamed_rows_equal_rows_binned_afterwards(held):
     rng = random.Random(0)
-    per = [[], [], []]
+    per = [held(), held(), held()]
     order = []
     for v, t in enumerate(range(5, 3000, 5), start=1):   # claims interleave over workers
         w = rng.randrange(3)
@@ -263,6 +264,41 @@ def test_streamed_rows_equal_rows_binned_afterwards():
         streamed.poll()
     streamed.finish()
     assert got == offline and len(offline) > 30   # 30 intervals, split by the 0.5 s rule
+    assert sum(len(rs) for rs in per) == len(order) == streamed.tally.count
+    assert streamed.tally.staleness() == records.staleness_summary(order)
+    if held is binning.RecordLog:   # what every reader has taken is forgotten
+        assert [list(rs) for rs in per] == [[], [], []]
+
+
+def test_a_record_log_keeps_what_a_slower_reader_has_not_taken():
+    log = binning.RecordLog()
+    fast, slow = object(), object()
+    log.register(fast)
+    log.register(slow)
+    log += [1, 2, 3]
+    assert log.read(fast) == [1, 2, 3] and list(log) == [1, 2, 3]   # slow has not read
+    log.append(4)
+    assert log.read(slow) == [1, 2, 3, 4] and list(log) == [4]
+    assert log.read(fast) == [4] and list(log) == [] and len(log) == 4
+    assert log.read(slow) == []
+
+
+def test_a_run_with_a_directory_streams_its_updates_to_disk_only(tmp_path):
+    res = run(Config(algo="a3c", workers=2, total_steps=3_000, seeds=(1, 0), hidden=(8,),
+                     progress=False, out=str(tmp_path / "r")))
+    assert res.kept_updates is None            # nothing held in memory while it trained
+    rows = res.update_rows                     # read back from updates.csv, in its order
+    assert len(rows) * 5 == 2 * 3_000 and {r["seed"] for r in rows} == {0, 1}
+    keys = [(r["seed"] == 0, r["version_written"]) for r in rows]   # seeds as configured
+    assert keys == sorted(keys)
+    assert runlog.read_csv(tmp_path / "r" / "updates.csv")[0]["seed"] == "1"
+
+
+def test_sort_csv_lines_moves_lines_as_they_are(tmp_path):
+    p = tmp_path / "u.csv"
+    p.write_bytes(b"seed,v,x\n0,3,1.50\n0,1,2e-05\n1,2,\n")
+    runlog.sort_csv_lines(p, lambda f: int(f["v"]))
+    assert p.read_bytes() == b"seed,v,x\n0,1,2e-05\n1,2,\n0,3,1.50\n"
 
 
 def test_csv_appender_appends_whole_lines_and_repair_cuts_a_torn_one(tmp_path):

@@ -9,7 +9,9 @@ feeds it while workers still run: only the complete prefix of the records (``Wor
 to the smallest env step any worker last reported; each worker reports in increasing env-step
 order, so nothing at or below it can still come) is binned, so the rows written during a run
 are exactly the rows binning all records afterwards would give. The asynchronous early stop
-(``records.RecordsMonitor``) reads the same merge.
+(``records.RecordsMonitor``) reads the same merge. A run that streams its records to disk
+hands the backends ``RecordLog``s instead of lists: they forget each record once every merge
+reading them has taken it, so a long run's memory stays flat.
 """
 
 from __future__ import annotations
@@ -78,6 +80,51 @@ def bin_records(builder: RowBuilder, records) -> list[dict]:
     return rows + ([last] if last is not None else [])
 
 
+class RecordLog:
+    """One worker's records as a backend appends them (``append``, ``extend``), held only until
+    every reader has taken them. ``len`` counts every record ever appended (update indices and
+    restart offsets rely on it); a reader (``WorkerMerge``) registers once and takes what
+    arrived since its last call with ``read``; iterating gives the records still held.
+    Appending may happen on other threads; registering, reading and ``len`` happen on the
+    thread that supervises the run."""
+
+    def __init__(self):
+        self._held: list = []
+        self._dropped = 0
+        self._cursors: dict[int, int] = {}
+
+    def append(self, r) -> None:
+        self._held.append(r)
+
+    def extend(self, rs) -> None:
+        self._held.extend(rs)
+
+    def __iadd__(self, rs) -> "RecordLog":
+        self.extend(rs)
+        return self
+
+    def __len__(self) -> int:
+        return self._dropped + len(self._held)
+
+    def __iter__(self):
+        return iter(list(self._held))
+
+    def register(self, reader: object) -> None:
+        self._cursors[id(reader)] = self._dropped
+
+    def read(self, reader: object) -> list:
+        """The records appended since ``reader``'s last read; drops those all readers took."""
+        n = len(self._held)   # appends after this wait for the next read
+        start = self._cursors[id(reader)]
+        got = self._held[start - self._dropped:n]
+        self._cursors[id(reader)] = self._dropped + n
+        low = min(self._cursors.values())
+        if low > self._dropped:
+            del self._held[:low - self._dropped]
+            self._dropped = low
+        return got
+
+
 class WorkerMerge:
     """The records of W workers (``per_worker``: lists the backends append to) merged in
     ``order`` while they run.
@@ -95,18 +142,27 @@ class WorkerMerge:
         self.last = [0] * len(per_worker)
         self.pending: list[tuple] = []
         self.taken = 0
+        for rs in per_worker:
+            if isinstance(rs, RecordLog):
+                rs.register(self)
+
+    def _arrived(self, w: int) -> list:
+        rs = self.per_worker[w]
+        if isinstance(rs, RecordLog):
+            return rs.read(self)
+        n = len(rs)
+        got, self.seen[w] = rs[self.seen[w]:n], n
+        return got
 
     def take(self) -> list:
         new = []
-        for w, rs in enumerate(self.per_worker):
-            n = len(rs)
-            for r in rs[self.seen[w]:n]:
+        for w in range(len(self.per_worker)):
+            for r in self._arrived(w):
                 r = self.transform(r)
                 new.append(r)
                 self.taken += 1   # ties in ``order`` keep their arrival order
                 heapq.heappush(self.pending, (*order(r), self.taken, r))
                 self.last[w] = r.env_steps
-            self.seen[w] = n
         return new
 
     def ordered(self, final: bool = False) -> list:
@@ -117,12 +173,39 @@ class WorkerMerge:
         return out
 
 
+class Tally:
+    """Running figures over the records seen (kept instead of the records): how many, the
+    latest wall time, the staleness's min / mean / max and the non-finite updates."""
+
+    def __init__(self):
+        self.count = self.nonfinite = self.staleness_sum = 0
+        self.staleness_min, self.staleness_max = math.inf, -math.inf
+        self.wall_time_s = -math.inf
+
+    def add(self, rs: list) -> None:
+        for r in rs:
+            self.count += 1
+            self.nonfinite += r.nonfinite
+            self.staleness_sum += r.staleness
+            self.staleness_min = min(self.staleness_min, r.staleness)
+            self.staleness_max = max(self.staleness_max, r.staleness)
+            self.wall_time_s = max(self.wall_time_s, r.wall_time_s)
+
+    def staleness(self) -> dict:
+        """As ``records.staleness_summary`` gives over the same records."""
+        if not self.count:
+            return {"min": float("nan"), "mean": float("nan"), "max": float("nan")}
+        return {"min": int(self.staleness_min), "mean": self.staleness_sum / self.count,
+                "max": int(self.staleness_max)}
+
+
 class StreamBinner:
-    """Bins the records of W workers (``per_worker``: lists the backends append to) while they
-    run, over their complete prefix (``WorkerMerge``). ``poll()`` hands newly closed rows to
-    ``on_rows`` and new records, in arrival order, to ``on_records``; ``finish()`` bins
-    whatever is left once the workers have stopped. ``transform`` maps each record before
-    anything sees it (a resumed run shifts its clock)."""
+    """Bins the records of W workers (``per_worker``: lists or ``RecordLog``s the backends
+    append to) while they run, over their complete prefix (``WorkerMerge``). ``poll()`` hands
+    newly closed rows to ``on_rows`` and new records, in arrival order, to ``on_records``;
+    ``finish()`` bins whatever is left once the workers have stopped. ``transform`` maps each
+    record before anything sees it (a resumed run shifts its clock). It keeps the rows and a
+    ``Tally`` of the records, not the records."""
 
     def __init__(self, per_worker: list[list], builder: RowBuilder,
                  on_rows: Callable[[list[dict]], None],
@@ -131,11 +214,11 @@ class StreamBinner:
         self.merge, self.builder = WorkerMerge(per_worker, transform), builder
         self.on_rows, self.on_records = on_rows, on_records
         self.rows: list[dict] = []
-        self.records: list = []
+        self.tally = Tally()
 
     def _bin(self, final: bool) -> None:
         new = self.merge.take()
-        self.records += new
+        self.tally.add(new)
         if new and self.on_records is not None:
             self.on_records(new)
         rows = [row for r in self.merge.ordered(final)

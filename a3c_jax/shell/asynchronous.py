@@ -67,7 +67,8 @@ def run_seed(worker, seed: int, rd, loss_fn=None,
         return r._replace(wall_time_s=r.wall_time_s + wall0,
                           update=r.update + offsets.get(r.worker, 0))
 
-    per_worker: list[list] = [[] for _ in range(c.workers)]
+    # records are forgotten once binned and streamed to updates.csv: memory stays flat
+    per_worker = [binning.RecordLog() for _ in range(c.workers)]
     evaluator, pending = Evaluator(c), Pending()
     last_eval = evaluator.index(entry["env_steps"]) if entry and evaluator.enabled else 0
     binner = binning.StreamBinner(
@@ -80,7 +81,7 @@ def run_seed(worker, seed: int, rd, loss_fn=None,
         return [offsets.get(w, 0) + len(rs) for w, rs in enumerate(per_worker)]
 
     def wall() -> float:
-        return max((r.wall_time_s for r in binner.records), default=wall0)
+        return binner.tally.wall_time_s if binner.tally.count else wall0
 
     def save(store: dict, done: bool, stopped: bool = False) -> None:
         rd.checkpoint({seed: (checkpoints.async_entry(store, counts(), wall(), resumes, done,
@@ -118,7 +119,7 @@ def run_seed(worker, seed: int, rd, loss_fn=None,
         save(got.store, got.stopped is None, stopped_early)
     params = worker.unravel(got.flat_params) if got.flat_params is not None else None
     restarts = [{**e, "time_s": e["time_s"] + wall0} for e in got.restarts]   # records' clock
-    return SeedOutcome(params, got.stopped, records.staleness_summary(binner.records),
-                       got.lost, sum(r.nonfinite for r in binner.records),
+    return SeedOutcome(params, got.stopped, binner.tally.staleness(),
+                       got.lost, binner.tally.nonfinite,
                        evaluator.seconds, restarts)
 

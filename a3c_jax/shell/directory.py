@@ -221,7 +221,7 @@ class RunDir:
 
     def __init__(self, config: Config, path: Path | None, entries: dict, subscribers=()):
         self.config, self.path, self.entries = config, path, dict(entries)
-        self.sink = rowsink.RowSink(subscribers)
+        self.sink = rowsink.RowSink(subscribers, keep_updates=path is None)   # else on disk
         self.info: dict = {}
         self.last_checkpoint = time.monotonic()
 
@@ -252,7 +252,7 @@ class RunDir:
             return rows
 
         self.sink.rows = kept("metrics.csv", curves.METRIC_COLUMNS)
-        self.sink.update_rows = kept("updates.csv", curves.UPDATE_COLUMNS)
+        kept("updates.csv", curves.UPDATE_COLUMNS)   # cut on disk: the sink keeps none
         stale = self.path / "eval.json"   # evaluated parameters the resumed run replaces
         if stale.exists():
             stale.unlink()

@@ -20,7 +20,7 @@ import math
 import os
 import tempfile
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 
@@ -93,6 +93,25 @@ def _fmt(v):
 def read_csv(path: str | os.PathLike) -> list[dict]:
     with open(path, newline="") as f:
         return list(csv.DictReader(f))
+
+
+def sort_csv_lines(path: str | os.PathLike, key: Callable[[dict], Any]) -> None:
+    """Rewrite the CSV file ``path`` atomically with its rows ordered by ``key`` (given each
+    row as a dict of strings; stable). The lines move as they are, never re-formatted; a file
+    already in order is left alone."""
+    path = Path(path)
+    if not path.exists():
+        return
+    lines = path.read_bytes().splitlines(keepends=True)
+    if len(lines) < 3:
+        return
+    body = lines[1:]
+    keys = [key(row) for row in csv.DictReader(line.decode() for line in lines)]
+    if len(keys) != len(body):
+        raise ValueError(f"{path}: a row spans lines; cannot order it line by line")
+    order = sorted(range(len(body)), key=keys.__getitem__)
+    if any(i != j for i, j in enumerate(order)):
+        atomic_write_bytes(path, b"".join([lines[0], *(body[i] for i in order)]))
 
 
 def write_config(run_dir: str | os.PathLike, config) -> None:

@@ -42,7 +42,7 @@ from a3c_jax.config.defaults import resolve
 from a3c_jax.config.schema import Config, Resolved
 from a3c_jax.core import curves
 from a3c_jax.drivers import records
-from a3c_jax.shell import directory, figure, files, loggers, signals
+from a3c_jax.shell import directory, figure, files, info, loggers, signals
 from a3c_jax.shell.directory import InvalidInput  # noqa: F401 - re-exported: bad input, exit 2
 
 
@@ -53,8 +53,20 @@ class RunResult:
     rows: list[dict]                 # metrics.csv rows
     params: dict[int, Any]           # final parameters per seed
     interrupted: bool = False
-    update_rows: list[dict] = dataclasses.field(default_factory=list)
+    kept_updates: list[dict] | None = None   # None: in the run's updates.csv only
     extras: dict = dataclasses.field(default_factory=dict)
+
+    @property
+    def update_rows(self) -> list[dict]:
+        """updates.csv's rows: those kept in memory (a run without a directory, the emulated
+        backend), else read back once from the run's updates.csv (its columns only): a long
+        run does not hold one row per update while it trains."""
+        if self.kept_updates is None:
+            path = Path(self.config.out) / "updates.csv"
+            if self.run_dir is None or not path.exists():
+                return []
+            self.kept_updates = [info.typed_row(r, "updates.csv") for r in files.read_csv(path)]
+        return self.kept_updates
 
 
 def _no_stop() -> int | None:
@@ -135,7 +147,8 @@ def run_async(config: Config, loss_fn: Callable | None = None,
     except KeyboardInterrupt:
         interrupted = True
     result = RunResult(config=config, run_dir=None, rows=rd.sink.rows, params=params,
-                       interrupted=interrupted, update_rows=rd.sink.update_rows, extras=extras)
+                       interrupted=interrupted, extras=extras,
+                       kept_updates=rd.sink.update_rows if rd.sink.keep_updates else None)
     result.extras["failure"] = failure
     return result
 
@@ -157,7 +170,7 @@ def run_emulated(config: Config, loss_fn: Callable | None = None,
     if rd is not None:
         rd.sink.add_rows(rows)
     return RunResult(config=config, run_dir=None, rows=rows, params=got.params,
-                     interrupted=got.interrupted, update_rows=urows, extras=got.extras)
+                     interrupted=got.interrupted, kept_updates=urows, extras=got.extras)
 
 
 def write_run(result: RunResult) -> None:
@@ -167,11 +180,14 @@ def write_run(result: RunResult) -> None:
     run_dir.mkdir(parents=True, exist_ok=True)
     files.write_config(run_dir, result.config)
     files.write_csv(run_dir / "metrics.csv", curves.METRIC_COLUMNS, result.rows)
-    if result.update_rows:
-        order = {s: i for i, s in enumerate(result.config.seeds)}
-        urows = sorted(result.update_rows, key=lambda r: (order.get(int(r["seed"]), 0),
+    order = {s: i for i, s in enumerate(result.config.seeds)}
+    if result.kept_updates:
+        urows = sorted(result.kept_updates, key=lambda r: (order.get(int(r["seed"]), 0),
                                                            int(r["version_written"])))
         files.write_csv(run_dir / "updates.csv", curves.UPDATE_COLUMNS, urows)
+    elif result.kept_updates is None:   # appended as the records came: ordered in place
+        files.sort_csv_lines(run_dir / "updates.csv", lambda f: (
+            order.get(int(f["seed"]), 0), int(float(f["version_written"]))))
     for seed, p in result.params.items():
         if all(np.isfinite(x).all() for x in jax.tree.leaves(p)):   # never save a NaN
             files.save_params(run_dir, seed, p)
@@ -232,6 +248,7 @@ def run(config: Config, loss_fn: Callable | None = None, write: bool = True,
                                                       else None)
         try:
             if write:
+                rd.sink.flush()   # every update row on disk: write_run orders them there
                 write_run(result)
         except BaseException as exc:
             _finish_failing(rd, "failed", error=exc)

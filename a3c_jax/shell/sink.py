@@ -12,8 +12,10 @@ writer is another (``runner.run(..., subscribers=...)``).
 ``flush_s`` seconds, each batch as whole lines in one ``write`` call followed by ``fsync``,
 so a process killed with SIGKILL loses at most the last interval of update records and never
 leaves half a row that a later run cannot read (``repair_csv`` cuts a torn last line, e.g. on
-a full disk). When the run ends the runner rewrites both files atomically from everything
-gathered, in their usual order.
+a full disk). When the run ends the runner rewrites both files atomically in their usual
+order: metrics.csv from the rows gathered; updates.csv from the rows gathered when the run has
+no directory (``keep_updates``), else from the file itself, so a long run does not hold one row
+per update in memory.
 """
 
 from __future__ import annotations
@@ -32,9 +34,10 @@ from a3c_jax.shell import files as runlog
 class RowSink:
     """Collects a run's rows and hands each batch to the subscribers."""
 
-    def __init__(self, subscribers: Sequence = ()):
+    def __init__(self, subscribers: Sequence = (), keep_updates: bool = True):
         self.subscribers = list(subscribers)
         self.rows: list[dict] = []
+        self.keep_updates = keep_updates   # else the subscribers alone receive them
         self.update_rows: list[dict] = []
         self.phase_times: dict[str, float] = {}
 
@@ -56,7 +59,8 @@ class RowSink:
 
     def add_updates(self, rows: list[dict]) -> None:
         if rows:
-            self.update_rows += rows
+            if self.keep_updates:
+                self.update_rows += rows
             self._call("updates", rows)
 
     def phase(self, name: str) -> None:
