@@ -46,6 +46,9 @@ class Args:
     """Seeds per task."""
     total_steps: int = Config().total_steps
     """Env steps per seed."""
+    log_interval: int = 2_500
+    """Env steps per logged row: fixed, so that "env steps to it" has one resolution at every
+    budget (the run's own default, about 200 rows, is 25k steps at 5M)."""
     set: tuple[str, ...] = ()
     """Overrides for every task, as field=value (value in JSON: 3e-3, false, "sum")."""
     out: str = "runs/defaults"
@@ -76,7 +79,8 @@ def main(argv: list[str] | None = None) -> int:
             raise ValueError(f"envs: no threshold for {', '.join(unknown)}")
         configs = {env: Config(algo=a.algo, env=env, seeds=tuple(a.seeds),
                                total_steps=a.total_steps, progress=a.progress,
-                               out=str(Path(a.out) / env), **extra).validate()
+                               out=str(Path(a.out) / env),
+                               **{"log_interval": a.log_interval, **extra}).validate()
                    for env in a.envs}
     except (TypeError, ValueError) as err:
         print(f"error: invalid config: {err}", file=sys.stderr)

@@ -175,9 +175,9 @@ class Parallelism:
     ray_address: str = ""
     """Ray backend: address of an existing cluster; empty starts a local Ray instance."""
     max_restarts: int = 3
-    """Process backend: a worker process that dies (killed, or raising) is started again from
-    the store's current parameters, with fresh environments, up to this many times per seed;
-    then the run stops with its error. 0: the first failure stops the run."""
+    """Process and Ray backends: a worker that dies (killed, raising, or on a lost Ray node) is
+    started again from the store's current parameters, with fresh environments, up to this
+    many times per seed; then the run stops with its error. 0: the first failure stops it."""
 
 
 @dataclasses.dataclass(frozen=True)
