@@ -14,6 +14,7 @@ the environment.
 from __future__ import annotations
 
 import os
+import signal
 from pathlib import Path
 
 import pytest
@@ -47,3 +48,35 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(pytest.mark.xdist_group(name))
         if item.get_closest_marker("learning") and not item.get_closest_marker("timeout"):
             item.add_marker(pytest.mark.timeout(LEARNING_TIMEOUT_S))
+
+
+@pytest.fixture
+def kill_at():
+    """``kill_at(T, pid_of)``: an ``on_tick`` for ``train_seed`` that SIGKILLs the worker
+    process ``pid_of(running)`` the first time the store's step counter reaches ``T``; the
+    pid it killed is in its ``killed`` list."""
+    def make(at_T: int, pid_of):
+        killed: list[int] = []
+
+        def on_tick(running, _per_worker):
+            if not killed and running.T >= at_T:
+                killed.append(pid_of(running))
+                os.kill(killed[0], signal.SIGKILL)
+
+        def check(got, config, cause: str):
+            """The run completed its budget exactly with that worker restarted once (after
+            the kill, for ``cause``); no update recorded twice. Returns the restart event and
+            the versions written to the store that have no record."""
+            assert got.stopped is None, got.stopped
+            assert killed and len(got.restarts) == 1, got.restarts
+            event = got.restarts[0]
+            assert cause in event["cause"] and at_T <= event["T"] < config.total_steps
+            assert config.total_steps <= got.T < config.total_steps + config.steps_per_update
+            versions = [r.version_written for r in got.records]
+            assert len(versions) == len(set(versions))   # none twice
+            return event, set(range(1, got.lost["updates"] + 1)) - set(versions)
+
+        on_tick.killed, on_tick.check = killed, check
+        return on_tick
+
+    return make

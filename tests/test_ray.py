@@ -49,28 +49,12 @@ def test_ray_worker_failing_on_every_start_stops_the_run_after_its_restarts():
     assert [e["worker"] for e in got.restarts] == [0]
 
 
-def test_a_killed_ray_worker_is_restarted_and_the_run_completes_exactly():
-    import os
-    import signal
-
+def test_a_killed_ray_worker_is_restarted_and_the_run_completes_exactly(kill_at):
     cfg = CFG.replace(total_steps=60_000, hidden=(8,))
-    killed: list[int] = []
-
-    def kill_mid_run(running, _per_worker):
-        if not killed and running.T >= cfg.total_steps // 5:
-            killed.append(running.where()[1][1])
-            os.kill(killed[0], signal.SIGKILL)
-
-    got = train_seed(AsyncWorker.from_config(cfg), 0, on_tick=kill_mid_run, tick_s=0.05)
-    assert got.stopped is None, got.stopped
-    assert killed and len(got.restarts) == 1, got.restarts
-    event = got.restarts[0]
-    assert event["worker"] == 1 and "died" in event["cause"]
-    assert cfg.total_steps // 5 <= event["T"] < cfg.total_steps
-    assert cfg.total_steps <= got.T < cfg.total_steps + cfg.steps_per_update
-    versions = [r.version_written for r in got.records]
-    assert len(versions) == len(set(versions))   # none twice
-    missing = set(range(1, got.lost["updates"] + 1)) - set(versions)
+    kill = kill_at(cfg.total_steps // 5, lambda running: running.where()[1][1])   # worker 1
+    got = train_seed(AsyncWorker.from_config(cfg), 0, on_tick=kill, tick_s=0.05)
+    event, missing = kill.check(got, cfg, "died")
+    assert event["worker"] == 1
     assert len(missing) == event["unrecorded"]   # what died with the actor, counted
     ones = sorted(r.update for r in got.records if r.worker == 1)
     assert ones[-1] == len(ones) + event["unrecorded"] - 1   # indices continue after the gap

@@ -45,27 +45,15 @@ def workers() -> set[int]:
     return out
 
 
-def test_a_sigkilled_worker_is_restarted_and_the_run_completes_exactly():
+def test_a_sigkilled_worker_is_restarted_and_the_run_completes_exactly(kill_at):
     before, kids = segments(), workers()
-    killed: list[int] = []
-
-    def kill_mid_run(running, _per_worker):
-        if not killed and running.T >= CFG.total_steps // 10:
-            killed.append(running.procs[1].pid)
-            os.kill(killed[0], signal.SIGKILL)
-
-    got = train_seed(AsyncWorker.from_config(CFG), 0, on_tick=kill_mid_run, tick_s=0.02)
-    assert got.stopped is None, got.stopped
-    assert killed and len(got.restarts) == 1, got.restarts
-    event = got.restarts[0]
-    assert event["worker"] == 1 and "SIGKILL" in event["cause"]
-    assert CFG.total_steps // 10 <= event["T"] < CFG.total_steps
-    # the budget, exactly as a run without a fault spends it
-    assert CFG.total_steps <= got.T < CFG.total_steps + CFG.steps_per_update
-    # every update written to the store is recorded once, the killed process's included
-    versions = sorted(r.version_written for r in got.records)
-    assert len(versions) == len(set(versions))   # none twice
-    missing = set(range(1, got.lost["updates"] + 1)) - set(versions)
+    kill = kill_at(CFG.total_steps // 10, lambda running: running.procs[1].pid)
+    got = train_seed(AsyncWorker.from_config(CFG), 0, on_tick=kill, tick_s=0.02)
+    killed = kill.killed
+    # the budget, exactly as a run without a fault spends it, every update written to the
+    # store recorded once, the killed process's included
+    event, missing = kill.check(got, CFG, "SIGKILL")
+    assert event["worker"] == 1
     # at most the one update a killed process wrote in the instants between the store's
     # version increment and its record's write to the ring (docs/training.md says so)
     assert len(missing) <= len(got.restarts), sorted(missing)
