@@ -178,7 +178,7 @@ def test_old_reduction_maps_to_the_combine_of_the_same_loss(n_envs):
 
 
 # Which rows of defaults.AUTO_DEFAULTS each auto field is read in (elsewhere it is unused).
-_AC = ("discrete", "discrete_async", "continuous")
+_AC = ("discrete", "discrete_async", "continuous", "continuous_async")
 _USED_IN = {"entropy_coef": _AC, "obs_norm": _AC, "shared_torso": _AC,
             "target_interval": ("value",), "eps_anneal_steps": ("value",)}
 _BOOL_WORDS = {"obs_norm": ("off", "on"), "reward_norm": ("off", "on"),

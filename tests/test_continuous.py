@@ -88,6 +88,10 @@ def test_resolve_per_action_space():
     assert disc.reward_scale == 1.0 and disc.adv_norm is False
     assert disc.reward_norm is True and cont.reward_norm is True and cont.reward_scale == 1.0
     assert resolve(Config(algo="a3c")).lr == AUTO_DEFAULTS["discrete_async"]["lr"] != disc.lr
+    cont_async = resolve(Config(algo="a3c", env="Pendulum-v1"))
+    for name in AUTO_FIELDS:
+        assert getattr(cont_async, name) == AUTO_DEFAULTS["continuous_async"][name]
+    assert cont_async.lr < cont.lr and cont_async.entropy_coef == cont.entropy_coef
     # Explicit values are kept (even one equal to the other action space's default) ...
     mine = resolve(Config(env="Pendulum-v1", entropy_coef=0.01, obs_norm=True))
     assert mine.entropy_coef == 0.01 and mine.obs_norm is True

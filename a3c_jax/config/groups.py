@@ -82,8 +82,8 @@ class Algorithm:
     sum with until-terminal segments (the paper's rule: with segments of varying length only
     the sum weighs every step of every update alike), step-mean with fixed segments."""
     gamma: float | None = None
-    """Discount factor; None (auto): 0.99 for discrete actions, 0.95 for continuous
-    ones."""
+    """Discount factor; None (auto): 0.99 for discrete actions, 0.95 for continuous ones
+    (0.9 for a3c there)."""
     gae_lambda: float = 1.0
     """GAE lambda; 1.0 is the paper's n-step advantage."""
     value_coef: float = 0.5
@@ -103,7 +103,7 @@ class Algorithm:
     term (measured on Pendulum-v1: it hurt, so it is off for both action spaces)."""
     obs_norm: bool | None = None
     """Actor-critic: standardise observations with running mean/std (kept with the parameters,
-    saved in checkpoints); None (auto): off for discrete actions, on for continuous."""
+    saved in checkpoints); None (auto): off (their statistics drift: docs/results.md)."""
     eps_final: float = -1.0
     """Q methods: final epsilon; negative samples it per worker from {0.1, 0.01, 0.5} with
     probabilities {0.4, 0.3, 0.3} (the paper)."""
@@ -122,8 +122,9 @@ class Optimisation:
 
     lr: float | None = None
     """Learning rate (peak value when annealed); None (auto): 5e-3 for a2c and 1e-3 for a3c
-    on discrete actions, 2e-3 on continuous ones, 1e-3 for q1 / sarsa / nq (all ours, tuned
-    on CartPole-v1 and Pendulum-v1; the paper samples LogUniform(1e-4, 1e-2) per run)."""
+    on discrete actions, 2e-3 for a2c and 3e-4 for a3c on continuous ones, 1e-3 for q1 /
+    sarsa / nq (all ours, tuned on CartPole-v1 and Pendulum-v1; the paper samples
+    LogUniform(1e-4, 1e-2) per run)."""
     lr_anneal: bool = True
     """Anneal the learning rate linearly to 0 over ``lr_anneal_steps`` env steps (the paper
     anneals, over its budget); off: constant."""
