@@ -57,11 +57,13 @@ def test_two_nodes_learn_and_survive_losing_one(two_nodes):
     assert seen["server"] == head_id
     assert {node for node, _pid in seen["before"]} == {head_id, second_id}
     lost = [w for w, (node, _pid) in enumerate(seen["before"]) if node == second_id]
-    # the lost node's worker was started again (on the head: the only node left) and trained
-    assert [e["worker"] for e in got.restarts] == lost, got.restarts
+    # the lost node's worker was started again (on the head: the only node left) and trained;
+    # while the node goes, a replacement Ray placed there before it was marked dead dies too
+    # and is replaced once more (seen in one run of make test): only that worker restarts
+    assert got.restarts and {e["worker"] for e in got.restarts} == set(lost), got.restarts
     assert got.restarts[0]["T"] >= seen["removed_at"]
     restarted = lost[0]
-    assert any(r.worker == restarted and r.env_steps > got.restarts[0]["T"]
+    assert any(r.worker == restarted and r.env_steps > got.restarts[-1]["T"]
                for r in got.records)
     versions = [r.version_written for r in got.records]
     assert len(versions) == len(set(versions))
