@@ -42,9 +42,10 @@ def block_in_c(seconds: float) -> None:
         _fields_ = [("tv_sec", ctypes.c_long), ("tv_nsec", ctypes.c_long)]
 
     mutex, cond = ctypes.create_string_buffer(64), ctypes.create_string_buffer(64)  # zeroed:
-    deadline = Timespec(int(time.time() + seconds), 0)          # the static initialisers
-    libc.pthread_mutex_lock(mutex)
-    while time.time() < deadline.tv_sec:   # ETIMEDOUT ends it; spurious wake-ups are retried
+    end = time.time() + seconds                                 # the static initialisers
+    deadline = Timespec(int(end), int((end - int(end)) * 1e9))  # to the nanosecond: a whole
+    libc.pthread_mutex_lock(mutex)                               # second would cut it short
+    while time.time() < end:   # ETIMEDOUT ends it; spurious wake-ups are retried
         libc.pthread_cond_timedwait(cond, mutex, ctypes.byref(deadline))
     libc.pthread_mutex_unlock(mutex)
 
