@@ -98,3 +98,17 @@ def test_the_users_core_count_and_pinning_are_respected(monkeypatch):
     cpus = sorted(os.sched_getaffinity(0))
     seen = _run(monkeypatch, **{_xla.PIN_ENV: "1"})
     assert [got["cpus"] for got in seen] == [{cpus[0]}, {cpus[1 % len(cpus)]}]
+
+
+def test_ray_worker_actors_get_the_same_pool_sizing():
+    from a3c_jax.drivers.asynchronous.backends.ray_actors import worker_runtime_env
+
+    env = worker_runtime_env(1.0, {})["env_vars"]
+    assert all(env[v] == "1" for v in (*_xla.POOL_VARS, _xla.CORES_ENV))
+    assert "--xla_cpu_multi_thread_eigen=false" in env["XLA_FLAGS"].split()
+    assert worker_runtime_env(0.5, {})["env_vars"]["NPROC"] == "1"   # a share: one thread
+    assert worker_runtime_env(4.0, {})["env_vars"]["NPROC"] == "4"
+    assert worker_runtime_env(1.0, {_xla.WORKER_CORES_ENV: "3"})["env_vars"]["NPROC"] == "3"
+    assert worker_runtime_env(1.0, {"NPROC": "2"})["env_vars"].get("NPROC") is None
+    assert worker_runtime_env(1.0, {_xla.WORKER_CORES_ENV: "all"})["env_vars"] == {
+        "XLA_FLAGS": "--xla_cpu_multi_thread_eigen=false"}

@@ -153,3 +153,23 @@ def test_ray_run_stops_on_sigterm_and_resumes(tmp_path, monkeypatch):
     assert versions == list(range(1, len(updates) + 1))   # every update once, in both parts
     steps = [int(r["env_steps"]) for r in resumed.rows]
     assert steps == sorted(set(steps)) and steps[-1] == done + 1_000
+
+
+def test_ray_worker_actors_run_pools_of_their_share():
+    """Each worker actor (one of the instance's 2 CPUs) starts with every pool sized to one
+    core, as the process backend's workers do; read back from the running actor process."""
+    from a3c_jax import _xla
+
+    seen: dict[int, dict] = {}
+
+    def read(running, _per_worker):
+        for _node, pid in running.where():
+            if pid not in seen:
+                raw = open(f"/proc/{pid}/environ", "rb").read().split(b"\0")
+                seen[pid] = dict(kv.decode().split("=", 1) for kv in raw if b"=" in kv)
+
+    got = train_seed(AsyncWorker.from_config(CFG), 0, on_tick=read, tick_s=0.05)
+    assert got.stopped is None and len(seen) == CFG.workers
+    for env in seen.values():
+        assert all(env.get(v) == "1" for v in (*_xla.POOL_VARS, _xla.CORES_ENV)), env
+        assert "--xla_cpu_multi_thread_eigen=false" in env["XLA_FLAGS"].split()

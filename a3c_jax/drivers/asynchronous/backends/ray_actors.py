@@ -32,6 +32,7 @@ import sys
 import threading
 import time
 
+from a3c_jax import _xla
 from a3c_jax.drivers.records import UpdateRecord
 from a3c_jax.drivers.asynchronous.store_state import build_worker, worker_points
 from a3c_jax.drivers.asynchronous.backends.launch import Launch
@@ -92,6 +93,17 @@ def worker_cpus(resources: dict, workers: int) -> float:
     return min(1.0, cpus / workers)
 
 
+def worker_runtime_env(cpus: float, environ=os.environ) -> dict:
+    """The runtime environment of a worker actor given ``cpus`` CPUs: its thread pools (XLA's,
+    Eigen's, OpenMP's, OpenBLAS', the ALE vector env's) sized to ``max(1, int(cpus))`` cores, as
+    the process backend sizes its workers' (``a3c_jax._xla.pool_env``), instead of to every
+    core of its node; ``$A3C_JAX_WORKER_CORES`` and variables the user set win there too."""
+    own = environ.get(_xla.WORKER_CORES_ENV, "").strip()
+    cores = None if own.lower() == "all" else max(1, int(own) if own else int(cpus))
+    env = _xla.pool_env(cores, environ)
+    return {"env_vars": env} if env else {}
+
+
 class RayLaunch(Launch):
     """One seed's W worker actors and the parameter server (``launch.Launch``); ``restore``
     is a ``store_state.store_state`` to start from."""
@@ -116,9 +128,10 @@ class RayLaunch(Launch):
                                         worker.with_target)
         if restore is not None:
             ray.get(self.server.restore.remote(restore))
+        cpus = worker_cpus(ray.cluster_resources(), c.workers)
         self._new = lambda w, restart: ray.remote(
-            num_cpus=worker_cpus(ray.cluster_resources(), c.workers), max_concurrency=3,
-            scheduling_strategy="SPREAD")(Worker).remote(
+            num_cpus=cpus, max_concurrency=3, scheduling_strategy="SPREAD",
+            runtime_env=worker_runtime_env(cpus))(Worker).remote(
                 w, seed, c.to_dict(), loss_fn, worker_points(worker), restart)
         self.actors = [self._new(w, None) for w in range(c.workers)]
         self.pending: dict | None = None
