@@ -12,8 +12,10 @@ import subprocess
 import sys
 import types
 
+import numpy as np
 import pytest
 
+from a3c_jax.core import curves
 from a3c_jax.drivers import binning, records
 from a3c_jax.shell import sink as rowsink, directory as rundir, files as runlog, signals
 from a3c_jax.config.schema import Config
@@ -25,8 +27,9 @@ TINY = Config(algo="a2c", num_envs=2, total_steps=200, seeds=(0,), hidden=(8,),
 
 
 def rec(worker, env_steps, wall, version, ret=0.0, eps=0.0):
+    # V scored on 5 steps: Var[G] = 30/5 - (10/5)^2 = 2, Var[G - V] = 2.5/5 = 0.5
     return UpdateRecord(worker, 0, env_steps, wall, version - 1, version, 0, ret, eps,
-                        1.0, 2.0, 0.5, 3.0, 4.0, 0.25, 0.5)
+                        1.0, 2.0, 0.5, 3.0, 4.0, 0.5, 5.0, 10.0, 30.0, 0.0, 2.5)
 
 
 # --- bad input: refused with the option named, nothing written -----------------------------
@@ -191,14 +194,11 @@ def test_rows_close_by_env_steps_or_by_time():
 
 
 def test_every_driver_builds_its_row_from_the_same_sums():
-    import numpy as np
-
-    from a3c_jax.core import curves
     from a3c_jax.shell import synchronous
 
     row = curves.metrics_row("a3c", 3, 40, 2.5, curves.RowSums(
-        4, 2.0, 12.0, 1.0, 2.0, 0.4, 3.0, 6.0, grad_norm=8.0, explained_variance=1.5,
-        grad_norm_updates=4, explained_variance_updates=3))
+        4, 2.0, 12.0, 1.0, 2.0, 0.4, 3.0, 6.0, grad_norm=8.0, grad_norm_updates=4,
+        ev_count=10.0, ev_return=20.0, ev_return_sq=60.0, ev_error=0.0, ev_error_sq=10.0))
     sigma = row.pop("sigma")
     assert row == {"algo": "a3c", "seed": 3, "env_steps": 40, "wall_time_s": 2.5,
                    "episode_return": 6.0, "episodes": 2, "policy_loss": 0.25,
@@ -215,20 +215,43 @@ def test_every_driver_builds_its_row_from_the_same_sums():
           rec(0, 40, 2.6, 4)]
     async_row = binning.bin_records(binning.RowBuilder("a2c", 0, 100), rs)[0]
     tot = synchronous.Totals(*(np.array([v]) for v in (4, 2, 12.0, 4.0, 8.0, 2.0, 12.0,
-                                                      16.0, 1.0, 2.0, 4, 4, 4)))
+                                                      16.0, 2.0, 4, 4,
+                                                      20.0, 40.0, 120.0, 0.0, 10.0)))
     assert synchronous.seed_row("a2c", 0, tot, 0, 40, 2.6) == async_row
     assert async_row["grad_norm"] == 4.0 and async_row["sigma"] == 0.5
+    assert async_row["explained_variance"] == 0.75
 
 
 def test_a_row_averages_each_signal_over_the_updates_that_have_one():
-    """A NaN signal (returns that do not vary: no explained variance) leaves that update out
-    of the row's mean instead of blanking the row; a row where no update has one is NaN."""
+    """A NaN signal leaves that update out of the row's mean instead of blanking the row; a
+    row where no update has one is NaN. The explained variance pools the steps of every
+    update: an update that scored no step adds nothing."""
     nan = float("nan")
-    rs = [rec(0, 10, 0.1, 1)._replace(explained_variance=nan, sigma=nan),
-          rec(0, 20, 0.2, 2)._replace(explained_variance=0.75, sigma=nan)]
+    none = dict(ev_count=0.0, ev_return=0.0, ev_return_sq=0.0, ev_error=0.0, ev_error_sq=0.0)
+    rs = [rec(0, 10, 0.1, 1)._replace(grad_norm=nan, sigma=nan, **none),
+          rec(0, 20, 0.2, 2)._replace(sigma=nan)]
     row = binning.bin_records(binning.RowBuilder("a3c", 0, 100), rs)[0]
     assert row["explained_variance"] == 0.75 and row["grad_norm"] == 4.0
     assert row["sigma"] != row["sigma"]
+    row = binning.bin_records(binning.RowBuilder("nq", 0, 100), [rs[0]])[0]
+    assert row["explained_variance"] != row["explained_variance"]   # no V: NaN
+
+
+def test_explained_variance_pools_the_steps_of_a_rows_updates():
+    """Two A3C-like updates, each with returns that barely vary (G = 1, 1 and 9, 9) and V off
+    by 1 on each step: on its own an update has nothing to explain (NaN; a per-update ratio
+    would be huge and negative with any noise), pooled V explains most of the row's
+    variance: Var[G] = 16, Var[G - V] = 1."""
+    def moments(g, v):
+        g, v = np.asarray(g, float), np.asarray(v, float)
+        return dict(ev_count=float(g.size), ev_return=g.sum(), ev_return_sq=(g * g).sum(),
+                    ev_error=(g - v).sum(), ev_error_sq=((g - v) ** 2).sum())
+
+    a, b = moments([1, 1], [0, 2]), moments([9, 9], [8, 10])
+    assert np.isnan(curves.explained_variance(*a.values()))
+    rs = [rec(0, 10, 0.1, 1)._replace(**a), rec(0, 20, 0.2, 2)._replace(**b)]
+    row = binning.bin_records(binning.RowBuilder("a3c", 0, 100), rs)[0]
+    assert row["explained_variance"] == pytest.approx(1 - 1 / 16)
 
 
 def test_worker_merge_gives_the_complete_prefix_in_env_step_order():

@@ -22,18 +22,27 @@ from a3c_jax.shell.runner import run
 SIGNALS = ("grad_norm", "explained_variance", "entropy", "sigma")
 
 
+def _ev(v, g, mask=None):
+    """One update's explained variance, from the moments its loss reports."""
+    m = losses.value_moments(jnp.asarray(v), jnp.asarray(g), mask)
+    return float(curves.explained_variance(*(m[f] for f in curves.EV_MOMENTS)))
+
+
 def test_explained_variance_by_hand():
     g = jnp.array([[1.0, 2.0], [3.0, 6.0]])
-    assert float(losses.explained_variance(g, g)) == pytest.approx(1.0)
+    assert _ev(g, g) == pytest.approx(1.0)
     # predicting the mean explains nothing; predicting the mean minus noise is worse
-    assert float(losses.explained_variance(jnp.full_like(g, 3.0), g)) == pytest.approx(0.0)
+    assert _ev(jnp.full_like(g, 3.0), g) == pytest.approx(0.0)
     v = g + jnp.array([[1.0, -1.0], [-1.0, 1.0]])     # Var[G - V] = 1, Var[G] = 3.5
-    assert float(losses.explained_variance(v, g)) == pytest.approx(1.0 - 1.0 / 3.5)
-    # only the marked steps count: on [1, 3] (Var 1) V = 2 explains nothing
+    assert _ev(v, g) == pytest.approx(1.0 - 1.0 / 3.5)
+    # only the marked steps count: on [1, 3] (Var 1) V = 2 explains nothing, whatever the
+    # unmarked steps hold (NaN included)
     mask = jnp.array([[True, False], [True, False]])
-    assert float(losses.explained_variance(jnp.full_like(g, 2.0), g, mask)) == pytest.approx(0.0)
-    # constant returns: nothing to explain, NaN rather than an infinity
-    assert math.isnan(float(losses.explained_variance(jnp.zeros(3), jnp.ones(3))))
+    g_nan = g.at[:, 1].set(jnp.nan)
+    assert _ev(jnp.full_like(g, 2.0), g_nan, mask) == pytest.approx(0.0)
+    # constant returns, or no step at all: nothing to explain, NaN rather than an infinity
+    assert math.isnan(_ev(jnp.zeros(3), jnp.ones(3)))
+    assert math.isnan(_ev(g, g, jnp.zeros(g.shape, bool)))
 
 
 def _step_metrics(combine="step-mean", **kw):

@@ -15,8 +15,17 @@ from typing import NamedTuple, Sequence
 import numpy as np
 
 SIGNALS = ("grad_norm", "explained_variance", "sigma")
-"""Per-update signals a row averages over the updates that have one (NaN: none): the gradient
-norm before clipping, the value function's explained variance, a Gaussian policy's sigma."""
+"""The collapse signals of a row: the gradient norm before clipping, the value function's
+explained variance, a Gaussian policy's sigma."""
+AVERAGED = ("grad_norm", "sigma")
+"""The signals a row averages over the updates that have one (NaN: none)."""
+EV_MOMENTS = ("ev_count", "ev_return", "ev_return_sq", "ev_error", "ev_error_sq")
+"""What an update reports of its value function, summed over a row: the number of steps V was
+scored on, and over them the sums of the returns G it regresses to, of G^2, of G - V and of
+(G - V)^2. A row's explained variance pools every step of its updates (``explained_variance``):
+an A3C update has t_max = 5 nearly equal returns, too few to measure V against on its own
+(their variance is tiny, and a per-update ratio averaged over a row read -500 for a V that
+tracks the returns well)."""
 METRIC_COLUMNS = ("algo", "seed", "env_steps", "wall_time_s", "episode_return", "episodes",
                   "policy_loss", "value_loss", "entropy", "total_loss", "staleness",
                   *SIGNALS, "eval_return")
@@ -38,12 +47,15 @@ class RowSums(NamedTuple):
     entropy: float
     total_loss: float
     staleness: float = 0.0   # 0 on the synchronous driver
-    grad_norm: float = 0.0            # each signal: its sum over the updates that have one
-    explained_variance: float = 0.0
-    sigma: float = 0.0
+    grad_norm: float = 0.0            # each averaged signal: its sum over the updates that
+    sigma: float = 0.0                # have one ...
     grad_norm_updates: float = 0.0    # ... and the number of those updates
-    explained_variance_updates: float = 0.0
     sigma_updates: float = 0.0
+    ev_count: float = 0.0             # ``EV_MOMENTS``, summed over the updates
+    ev_return: float = 0.0
+    ev_return_sq: float = 0.0
+    ev_error: float = 0.0
+    ev_error_sq: float = 0.0
 
 
 def metrics_row(algo: str, seed: int, env_steps: int, wall_time_s: float, sums: RowSums
@@ -51,10 +63,13 @@ def metrics_row(algo: str, seed: int, env_steps: int, wall_time_s: float, sums: 
     """One metrics.csv row, the same for every driver: ``episode_return = return_sum /
     episodes`` (NaN when no episode completed), ``episodes`` rounded to an integer, and each
     loss and the staleness as its mean per update (``sum / updates``), each of ``SIGNALS`` as
-    its mean over the updates that have one (NaN when none has)."""
+    its mean over the updates that have one (NaN when none has), but the explained variance,
+    pooled over every step of the row's updates (``explained_variance``)."""
     n, ep = float(sums.updates), float(sums.episodes)
     signal = {f: float(getattr(sums, f)) / float(getattr(sums, f + "_updates"))
-              if getattr(sums, f + "_updates") else float("nan") for f in SIGNALS}
+              if getattr(sums, f + "_updates") else float("nan") for f in AVERAGED}
+    signal["explained_variance"] = float(explained_variance(
+        *(getattr(sums, f) for f in EV_MOMENTS)))
     return {"algo": algo, "seed": seed, "env_steps": int(env_steps),
             "wall_time_s": float(wall_time_s),
             "episode_return": float(sums.return_sum) / ep if ep else float("nan"),
@@ -62,6 +77,20 @@ def metrics_row(algo: str, seed: int, env_steps: int, wall_time_s: float, sums: 
             "policy_loss": float(sums.policy_loss) / n, "value_loss": float(sums.value_loss) / n,
             "entropy": float(sums.entropy) / n, "total_loss": float(sums.total_loss) / n,
             "staleness": float(sums.staleness) / n, **signal}
+
+
+def explained_variance(count, g, g2, e, e2):
+    """1 - Var[G - V] / Var[G] from the ``EV_MOMENTS`` sums of some steps: 1 when V predicts
+    the returns, 0 when it predicts no better than their mean, below 0 when worse. NaN when no
+    step was scored or the returns do not vary (nothing to explain; a variance within float32
+    rounding of the mean square counts as none), never an infinity. Elementwise on arrays."""
+    count, g, g2, e, e2 = (np.asarray(x, np.float64) for x in (count, g, g2, e, e2))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        n = np.where(count > 0, count, np.nan)
+        var_g = g2 / n - (g / n) ** 2
+        var_e = np.maximum(e2 / n - (e / n) ** 2, 0.0)
+        ok = var_g > 1e-6 * (g2 / n)
+        return np.where(ok, 1.0 - var_e / np.where(ok, var_g, 1.0), np.nan)
 
 
 FINAL_FRAC = 0.1

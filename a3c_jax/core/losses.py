@@ -197,26 +197,32 @@ def segment_loss_from_outputs(policy_out, values: jax.Array, v_next: jax.Array, 
     return loss, {**metrics, **signals(dist, terms["entropy"], values, g, mask)}
 
 
-def explained_variance(v: jax.Array, g: jax.Array, mask: jax.Array | None = None
-                       ) -> jax.Array:
-    """1 - Var[G - V] / Var[G] over the entries ``mask`` marks (all without one): 1 when V
-    predicts the returns, 0 when it predicts no better than their mean, below 0 when worse.
-    NaN when the returns do not vary (nothing to explain), never an infinity."""
-    var_g = combine_lib.masked_std(g, mask) ** 2
-    var_err = combine_lib.masked_std(g - v, mask) ** 2
-    return jnp.where(var_g > 0, 1.0 - var_err / jnp.where(var_g > 0, var_g, 1.0), jnp.nan)
+def value_moments(v: jax.Array, g: jax.Array, mask: jax.Array | None = None) -> dict:
+    """What the explained variance of V is pooled from (``curves.EV_MOMENTS``): over the
+    entries ``mask`` marks (all without one), their number and the sums of G, G^2, G - V and
+    (G - V)^2. Sums, so that a logged row adds its updates' and measures V on all their steps
+    (``curves.explained_variance``)."""
+    on = jnp.ones(g.shape, bool) if mask is None else jnp.broadcast_to(mask, g.shape)
+
+    def total(x):   # masked entries may hold anything, NaN included
+        return jnp.sum(jnp.where(on, x, 0.0))
+
+    err = g - v
+    return {"ev_count": total(jnp.ones_like(g)), "ev_return": total(g),
+            "ev_return_sq": total(g * g), "ev_error": total(err),
+            "ev_error_sq": total(err * err)}
 
 
 def signals(dist, entropy_tn: jax.Array, v_tn: jax.Array, g_tn: jax.Array,
             mask: jax.Array | None) -> dict:
     """What shows a policy or a value function collapsing, logged with the losses (no
     gradient): the per-step mean entropy (whatever ``combine`` the loss takes, so it reads
-    the same under every combine), the value function's explained variance on the returns
-    G [T, B] it regresses to, and for a Gaussian policy its mean sigma over steps and action
-    dimensions (NaN for a categorical one)."""
+    the same under every combine), the moments of V against the returns G [T, B] it regresses
+    to that its explained variance is pooled from (``value_moments``), and for a Gaussian
+    policy its mean sigma over steps and action dimensions (NaN for a categorical one)."""
     sg = jax.lax.stop_gradient
     out = {"entropy": combine_lib.combine(sg(entropy_tn), mask, "step-mean"),
-           "explained_variance": explained_variance(sg(v_tn), sg(g_tn), mask),
+           **value_moments(sg(v_tn), sg(g_tn), mask),
            "sigma": jnp.full((), jnp.nan, jnp.float32)}
     if isinstance(dist, distributions.DiagGaussian):
         sigma_tn = jnp.mean(jnp.sqrt(sg(dist.var)), axis=-1)

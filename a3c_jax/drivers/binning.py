@@ -23,16 +23,16 @@ from typing import Callable
 from a3c_jax.core import curves
 
 SUMMED = tuple(f for f in curves.RowSums._fields[1:]
-               if f not in curves.SIGNALS and not f.endswith("_updates"))
+               if f not in curves.AVERAGED and not f.endswith("_updates"))
 """The fields of ``curves.RowSums`` a row sums over all its records (not the update count,
-nor the signals, which skip the records without one: ``row_sums``)."""
+nor the averaged signals, which skip the records without one: ``row_sums``)."""
 
 
 def row_sums(rs: list) -> curves.RowSums:
-    """The ``curves.RowSums`` of a row's records: plain sums, and each signal summed and
-    counted over the records where it is not NaN."""
+    """The ``curves.RowSums`` of a row's records: plain sums, and each averaged signal summed
+    and counted over the records where it is not NaN."""
     sums = {f: sum(getattr(r, f) for r in rs) for f in SUMMED}
-    for f in curves.SIGNALS:
+    for f in curves.AVERAGED:
         vals = [v for r in rs if not math.isnan(v := float(getattr(r, f)))]
         sums[f], sums[f + "_updates"] = sum(vals), len(vals)
     return curves.RowSums(len(rs), **sums)

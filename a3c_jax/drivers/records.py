@@ -39,8 +39,12 @@ class UpdateRecord(NamedTuple):
     entropy: float
     total_loss: float
     grad_norm: float = float("nan")            # the signals of ``algorithms.Metrics``
-    explained_variance: float = float("nan")
     sigma: float = float("nan")
+    ev_count: float = 0.0                      # its moments of V (``curves.EV_MOMENTS``)
+    ev_return: float = 0.0
+    ev_return_sq: float = 0.0
+    ev_error: float = 0.0
+    ev_error_sq: float = 0.0
     nonfinite: int = 0    # 1: the gradient was not finite, nothing was written
 
 

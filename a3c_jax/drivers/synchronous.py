@@ -30,7 +30,7 @@ import optax
 from flax import struct
 
 from a3c_jax.algorithms import interface as algorithm
-from a3c_jax.core import optim, placement, rollout
+from a3c_jax.core import curves, optim, placement, rollout
 from a3c_jax.config.schema import Config, Resolved
 from a3c_jax.config.defaults import resolve
 
@@ -60,8 +60,12 @@ class UpdateMetrics(NamedTuple):
     entropy: jax.Array
     total_loss: jax.Array
     grad_norm: jax.Array            # before clipping
-    explained_variance: jax.Array   # NaN for the value methods
     sigma: jax.Array                # NaN but for a Gaussian policy
+    ev_count: jax.Array             # the moments of V (curves.EV_MOMENTS; 0 for value methods)
+    ev_return: jax.Array
+    ev_return_sq: jax.Array
+    ev_error: jax.Array
+    ev_error_sq: jax.Array
 
 
 def update_metrics(m: algorithm.Metrics, env_steps) -> UpdateMetrics:
@@ -69,7 +73,7 @@ def update_metrics(m: algorithm.Metrics, env_steps) -> UpdateMetrics:
     return UpdateMetrics(env_steps=env_steps, episode_return=mean_ret, episodes=m.episodes,
                          policy_loss=m.policy_loss, value_loss=m.value_loss,
                          entropy=m.entropy, total_loss=m.total_loss, grad_norm=m.grad_norm,
-                         explained_variance=m.explained_variance, sigma=m.sigma)
+                         sigma=m.sigma, **{f: getattr(m, f) for f in curves.EV_MOMENTS})
 
 
 class SyncTrainer:

@@ -30,7 +30,8 @@ MAX_ROWS = 256
 
 class Totals(NamedTuple):
     """Sums over the updates of one row (per seed under vmap): ``curves.RowSums`` without
-    the staleness, as float32 arrays (each signal summed and counted where not NaN)."""
+    the staleness, as float32 arrays (each averaged signal summed and counted where not NaN,
+    the moments of V summed)."""
 
     updates: jax.Array
     episodes: jax.Array
@@ -40,11 +41,14 @@ class Totals(NamedTuple):
     entropy: jax.Array
     total_loss: jax.Array
     grad_norm: jax.Array = 0.0
-    explained_variance: jax.Array = 0.0
     sigma: jax.Array = 0.0
     grad_norm_updates: jax.Array = 0.0
-    explained_variance_updates: jax.Array = 0.0
     sigma_updates: jax.Array = 0.0
+    ev_count: jax.Array = 0.0
+    ev_return: jax.Array = 0.0
+    ev_return_sq: jax.Array = 0.0
+    ev_error: jax.Array = 0.0
+    ev_error_sq: jax.Array = 0.0
 
 
 class RowOut(NamedTuple):
@@ -56,9 +60,10 @@ class RowOut(NamedTuple):
 
 
 def add_signals(tot: Totals, m) -> Totals:
-    """``tot`` with the signals of update metrics ``m`` added where they are not NaN."""
-    new = {}
-    for f in curves.SIGNALS:
+    """``tot`` with the signals of update metrics ``m`` added: the averaged ones where they
+    are not NaN, the moments of V as they are."""
+    new = {f: getattr(tot, f) + getattr(m, f) for f in curves.EV_MOMENTS}
+    for f in curves.AVERAGED:
         x, has = getattr(m, f), ~jnp.isnan(getattr(m, f))
         new[f] = getattr(tot, f) + jnp.where(has, x, 0.0)
         new[f + "_updates"] = getattr(tot, f + "_updates") + has
