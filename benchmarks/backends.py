@@ -17,9 +17,13 @@ import dataclasses
 import multiprocessing as mp
 import os
 import statistics
+import sys
 import time
 
 import tyro
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))   # benchmarks/machine.py
+import machine  # noqa: E402
 
 from a3c_jax import _xla
 from a3c_jax.config.schema import Config
@@ -103,18 +107,22 @@ def backend_rate(a: Args, w: int, e: int, backend: str, guess: float) -> float:
 
 
 def main(a: Args) -> None:
-    print(f"# backends on {a.env}; os.cpu_count() = {os.cpu_count()}; ~{a.seconds}s per run")
+    print(f"# backends on {a.env}, ~{a.seconds}s per run, on {machine.describe()}; peak load: "
+          f"the highest 1-min load average during the row (goal <= 1.25 x the cores)")
     cols = " | ".join(f"{b} steps/s | {b} / ceiling" for b in a.backends)
-    print(f"| W | E | ceiling (W independent processes) steps/s | {cols} |")
-    print("|---|---|---|" + "---|---|" * len(a.backends))
+    print(f"| W | E | ceiling (W independent processes) steps/s | {cols} | peak load |")
+    print("|---|---|---|" + "---|---|" * len(a.backends) + "---|")
     for e in a.envs_per_worker:
         for w in a.workers:
-            top = statistics.median(ceiling(a, w, e) for _ in range(a.repeats))
-            cells = []
-            for b in a.backends:
-                r = statistics.median(backend_rate(a, w, e, b, top) for _ in range(a.repeats))
-                cells.append(f"{r:,.0f} | {r / top:.0%}")
-            print(f"| {w} | {e} | {top:,.0f} | " + " | ".join(cells) + " |", flush=True)
+            with machine.LoadPeak() as load:
+                top = statistics.median(ceiling(a, w, e) for _ in range(a.repeats))
+                cells = []
+                for b in a.backends:
+                    r = statistics.median(backend_rate(a, w, e, b, top)
+                                          for _ in range(a.repeats))
+                    cells.append(f"{r:,.0f} | {r / top:.0%}")
+            print(f"| {w} | {e} | {top:,.0f} | " + " | ".join(cells) + f" | {load.peak:.1f} |",
+                  flush=True)
 
 
 if __name__ == "__main__":

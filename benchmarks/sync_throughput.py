@@ -26,8 +26,8 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import platform
 import statistics
+import sys
 import time
 
 import jax
@@ -35,6 +35,9 @@ import jax.numpy as jnp
 import optax
 import tyro
 from flax import linen as nn
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))   # benchmarks/machine.py
+import machine  # noqa: E402
 
 from a3c_jax.config.defaults import resolve
 from a3c_jax.config.schema import Config
@@ -163,13 +166,9 @@ def package_seconds(path: str, config: Config, repeats: int) -> tuple[float, str
 
 
 def header() -> str:
-    import psutil
-
     d = jax.devices()[0]
-    load = " ".join(f"{x:.2f}" for x in os.getloadavg())
-    return (f"# sync A2C throughput on {platform.node()}: device {d.platform} "
-            f"({d.device_kind}), jax {jax.__version__}, cores logical {psutil.cpu_count()} "
-            f"physical {psutil.cpu_count(logical=False)}, load average before {load}")
+    return (f"# sync A2C throughput, device {d.platform} ({d.device_kind}), "
+            f"jax {jax.__version__}, on {machine.describe()}")
 
 
 def main(a: Args) -> None:
