@@ -11,6 +11,8 @@ import os
 import platform
 import threading
 
+from a3c_jax import _xla
+
 
 def physical_cores() -> int | None:
     """Physical cores: psutil's count where it is installed, else the distinct (package,
@@ -35,17 +37,10 @@ def physical_cores() -> int | None:
         return None
 
 
-def usable_cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        return os.cpu_count() or 1
-
-
 def describe() -> str:
     """``host: cores logical L (usable U) physical P, load average before a b c``."""
     load = " ".join(f"{x:.2f}" for x in os.getloadavg())
-    return (f"{platform.node()}: cores logical {os.cpu_count()} (usable {usable_cores()}) "
+    return (f"{platform.node()}: cores logical {os.cpu_count()} (usable {_xla.host_cores({})}) "
             f"physical {physical_cores() or '?'}, load average before {load}")
 
 

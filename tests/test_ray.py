@@ -159,14 +159,14 @@ def test_ray_worker_actors_run_pools_of_their_share():
     """Each worker actor (one of the instance's 2 CPUs) starts with every pool sized to one
     core, as the process backend's workers do; read back from the running actor process."""
     from a3c_jax import _xla
+    from test_pools import _inside   # what a running process was started with
 
     seen: dict[int, dict] = {}
 
     def read(running, _per_worker):
         for _node, pid in running.where():
             if pid not in seen:
-                raw = open(f"/proc/{pid}/environ", "rb").read().split(b"\0")
-                seen[pid] = dict(kv.decode().split("=", 1) for kv in raw if b"=" in kv)
+                seen[pid] = _inside(pid)["env"]
 
     got = train_seed(AsyncWorker.from_config(CFG), 0, on_tick=read, tick_s=0.05)
     assert got.stopped is None and len(seen) == CFG.workers

@@ -24,8 +24,8 @@ EV_MOMENTS = ("ev_count", "ev_return", "ev_return_sq", "ev_error", "ev_error_sq"
 scored on, and over them the sums of the returns G it regresses to, of G^2, of G - V and of
 (G - V)^2. A row's explained variance pools every step of its updates (``explained_variance``):
 an A3C update has t_max = 5 nearly equal returns, too few to measure V against on its own
-(their variance is tiny, and a per-update ratio averaged over a row read -500 for a V that
-tracks the returns well)."""
+(their variance is tiny: a per-update ratio averaged over a row read -100 to -1400 on
+Pendulum for a V whose value loss was 0.0006)."""
 METRIC_COLUMNS = ("algo", "seed", "env_steps", "wall_time_s", "episode_return", "episodes",
                   "policy_loss", "value_loss", "entropy", "total_loss", "staleness",
                   *SIGNALS, "eval_return")

@@ -98,9 +98,7 @@ def worker_runtime_env(cpus: float, environ=os.environ) -> dict:
     Eigen's, OpenMP's, OpenBLAS', the ALE vector env's) sized to ``max(1, int(cpus))`` cores, as
     the process backend sizes its workers' (``a3c_jax._xla.pool_env``), instead of to every
     core of its node; ``$A3C_JAX_WORKER_CORES`` and variables the user set win there too."""
-    own = environ.get(_xla.WORKER_CORES_ENV, "").strip()
-    cores = None if own.lower() == "all" else max(1, int(own) if own else int(cpus))
-    env = _xla.pool_env(cores, environ)
+    env = _xla.pool_env(_xla.cores_per_worker(1, int(cpus), environ), environ)
     return {"env_vars": env} if env else {}
 
 
