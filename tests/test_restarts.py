@@ -16,7 +16,7 @@ import psutil
 import pytest
 
 from a3c_jax.config.schema import Config
-from a3c_jax.drivers.asynchronous.backends.process_worker import FAIL_ENV
+from a3c_jax.drivers.asynchronous.backends.process_worker import FAIL_ENV, SharedFlag
 from a3c_jax.drivers.asynchronous.backends.processes import SHM_PREFIX, WorkerProcessError
 from a3c_jax.drivers.asynchronous.supervisor import train_seed
 from a3c_jax.drivers.asynchronous.worker import AsyncWorker
@@ -96,3 +96,37 @@ def test_a_worker_failing_on_every_start_stops_the_run_after_its_restarts(tmp_pa
 def test_max_restarts_is_checked(bad):
     with pytest.raises(ValueError, match="max_restarts"):
         Config(max_restarts=bad).validate()
+
+
+def _poll_forever(flag, ready) -> None:   # a worker reading the flags all the time
+    ready.set()
+    while True:
+        flag.is_set()
+
+
+def test_the_start_and_stop_flags_survive_a_worker_killed_while_reading_them():
+    """Workers SIGKILLed while they read the go / stop flags leave nothing held: the
+    parent's ``set`` returns at once. (A ``multiprocessing.Event`` takes a lock in every
+    call; a worker killed inside it left it held and ``close`` hung, once in ``make test``.
+    A kill rarely lands inside that lock, so this run does not tell the old flags from the
+    new; it checks the property the supervisor relies on.)"""
+    import multiprocessing as mp
+    import threading
+    import time
+
+    ctx = mp.get_context("spawn")
+    flag, ready = SharedFlag(ctx), ctx.Event()
+    procs = [ctx.Process(target=_poll_forever, args=(flag, ready), daemon=True)
+             for _ in range(2)]
+    for p in procs:
+        p.start()
+    assert ready.wait(60)
+    time.sleep(0.2)
+    for p in procs:
+        os.kill(p.pid, signal.SIGKILL)
+        p.join(10)
+    setter = threading.Thread(target=flag.set, daemon=True)
+    setter.start()
+    setter.join(5)
+    assert not setter.is_alive() and flag.is_set()
+    flag.wait()   # returns: the flag is set

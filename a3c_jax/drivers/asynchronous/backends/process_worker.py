@@ -97,6 +97,28 @@ class _QueueRecords(list):
         self.last = time.monotonic()
 
 
+class SharedFlag:
+    """A flag shared by the parent and its worker processes, with the part of
+    ``threading.Event`` the worker loop uses (``set``, ``is_set``, ``wait``), held in one
+    shared byte without a lock. A ``multiprocessing.Event`` takes a lock on every call, and a
+    worker killed (SIGKILL, the OOM killer) while it held that lock left it held: the parent's
+    ``set`` then waited forever (seen once in ``make test``: a worker killed as it woke from
+    ``go.wait()``). ``wait`` polls: it only ever waits for the start of training."""
+
+    def __init__(self, ctx):
+        self._byte = ctx.RawValue("b", 0)
+
+    def set(self) -> None:
+        self._byte.value = 1
+
+    def is_set(self) -> bool:
+        return self._byte.value != 0
+
+    def wait(self, poll_s: float = 0.002) -> None:
+        while not self.is_set():
+            time.sleep(poll_s)
+
+
 def worker_main(worker: int, seed: int, config_dict: dict, loss_fn, spec: dict, q,
                 stop, go, start_time, parent_pid: int, points, cpus=None,
                 restart: tuple[int, int] | None = None) -> None:

@@ -50,7 +50,8 @@ from a3c_jax.drivers.records import UpdateRecord
 from a3c_jax.drivers.asynchronous.store_state import restore_store, store_state, worker_points
 from a3c_jax.drivers.asynchronous.store import SharedStore
 from a3c_jax.drivers.asynchronous.backends.launch import LocalStoreLaunch
-from a3c_jax.drivers.asynchronous.backends.process_worker import (RecordRing, ring_layout,
+from a3c_jax.drivers.asynchronous.backends.process_worker import (RecordRing, SharedFlag,
+                                                                  ring_layout,
                                                                   worker_main)
 from a3c_jax.drivers.asynchronous.backends.shared_memory import (SHM_PREFIX, Reaper,  # noqa: F401
                                                                  SharedMemoryStore)
@@ -86,8 +87,9 @@ class ProcessLaunch(LocalStoreLaunch):
                 self.shm.unlink()
                 raise
         self.q = ctx.Queue()
-        self._stop, self.go = ctx.Event(), ctx.Event()
-        self.start_time = ctx.Value("d", 0.0)
+        # lock-free: a worker killed inside a locked Event or Value call would hold its lock
+        self._stop, self.go = SharedFlag(ctx), SharedFlag(ctx)
+        self.start_time = ctx.RawValue("d", 0.0)
         self.procs: list = []
         self.retired: list = []           # processes replaced by a restart
         self.restarts: list[dict] = []    # worker, time_s, T, cause of each restart
